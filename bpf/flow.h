@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one definition of every structure and constant shared by the kernel
+ * program (flows.bpf.c), the native extension (native/) and the numpy dtypes
+ * (flowcollect/records.py reads the layout from the compiled cffi module).
+ *
+ * Rules, because three compilers read this file:
+ *   - fixed-width __u8/__u16/__u32/__u64 only, no kernel includes;
+ *   - every struct naturally aligned, padding spelled out as named fields so
+ *     that a hash-map key is fully initialised and no compiler adds holes;
+ *   - only "#define NAME <integer>" lines: the cffi builder strips the
+ *     include guard and keeps the rest.
+ */
+#ifndef FC_FLOW_H
+#define FC_FLOW_H
+
+/* Direction of a packet, numbered as IPFIX flowDirection (IE 61). */
+enum fc_direction {
+	FC_DIRECTION_INGRESS = 0,
+	FC_DIRECTION_EGRESS = 1,
+};
+
+/* Load-time selection of the hooks that count (const volatile fc_direction_mask). */
+enum fc_direction_mask {
+	FC_TRACE_INGRESS = 1,
+	FC_TRACE_EGRESS = 2,
+	FC_TRACE_BOTH = 3,
+};
+
+/*
+ * TCP flags, OR-ed over every packet of a flow. The low byte is the TCP
+ * header's flag byte as is (so it exports unchanged as IPFIX tcpControlBits);
+ * the seed's synthetic bits mark a flag seen together with ACK in one segment.
+ */
+enum fc_tcp_flag {
+	FC_TCP_FIN = 0x01,
+	FC_TCP_SYN = 0x02,
+	FC_TCP_RST = 0x04,
+	FC_TCP_PSH = 0x08,
+	FC_TCP_ACK = 0x10,
+	FC_TCP_URG = 0x20,
+	FC_TCP_ECE = 0x40,
+	FC_TCP_CWR = 0x80,
+	FC_TCP_SYN_ACK = 0x100,
+	FC_TCP_FIN_ACK = 0x200,
+	FC_TCP_RST_ACK = 0x400,
+};
+
+/* Slots of the per-CPU counters map: what the agent could not see otherwise. */
+enum fc_counter {
+	FC_COUNTER_PACKETS_SEEN = 0,       /* every packet the programs ran on */
+	FC_COUNTER_SAMPLED_OUT = 1,        /* skipped by 1-in-N sampling */
+	FC_COUNTER_PARSE_FAILED = 2,       /* truncated or malformed header; still counted by ethertype */
+	FC_COUNTER_MAP_INSERT_FAILED = 3,  /* new flow refused by the hash map (full): fell back */
+	FC_COUNTER_RINGBUF_SUBMITTED = 4,  /* one-packet records sent through the ring buffer */
+	FC_COUNTER_RINGBUF_RESERVE_FAILED = 5, /* ring buffer full too: packet lost to user space */
+	FC_COUNTER_LOST_BYTES = 6,         /* bytes of those lost packets */
+	FC_COUNTER_NO_FLOW_MAP = 7,        /* the map-in-map slot was empty (never after load) */
+	FC_COUNTER_MAX = 8,
+};
+
+#define FC_MAC_LEN 6
+#define FC_IP_LEN 16
+
+/*
+ * The hash-map key: one flow as the seed keys it, plus ICMP type/code and
+ * VLAN id. IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d). Ports and
+ * ethertype are in host byte order. 64 bytes.
+ */
+struct fc_flow_key {
+	__u8 src_mac[FC_MAC_LEN];
+	__u8 dst_mac[FC_MAC_LEN];
+	__u16 eth_protocol;
+	__u8 src_ip[FC_IP_LEN];
+	__u8 dst_ip[FC_IP_LEN];
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 vlan_id;
+	__u32 if_index;
+	__u8 protocol;
+	__u8 direction;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 pad[4];
+};
+
+/*
+ * The per-CPU value. Times are bpf_ktime_get_ns() (CLOCK_MONOTONIC); a slot
+ * whose first_seen_ns is 0 was never written on that CPU. 40 bytes.
+ */
+struct fc_flow_metrics {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u16 tcp_flags;
+	__u8 dscp;
+	__u8 errno_code; /* errno of the failed map insert, on ring-buffer records */
+	__u32 pad;
+};
+
+/*
+ * One flow: a ring-buffer record from the kernel, and one row of a drained
+ * batch (metrics folded over CPUs) in user space. 104 bytes.
+ */
+struct fc_flow_record {
+	struct fc_flow_key key;
+	struct fc_flow_metrics metrics;
+};
+
+#endif /* FC_FLOW_H */

@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * flowcollect kernel side: count every packet seen at the TC hook into
+ * per-flow, per-CPU counters.
+ *
+ * - The programs never change or drop traffic: they return TC_ACT_UNSPEC, which
+ *   hands the packet to the next filter (or the default "pass") so that any
+ *   foreign filter attached beside ours keeps its meaning. TC_ACT_OK would
+ *   end classification and silently bypass filters with a lower priority.
+ * - The flow map is reached through a one-slot array-of-maps so that user
+ *   space can swap in an empty map and drain the retired one with no writer
+ *   left (the slot update waits for running programs: synchronize_rcu).
+ * - A new flow that the map refuses (full) travels as a one-packet record
+ *   through the ring buffer; if that fails too the loss is counted.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "flow.h"
+
+#define FC_DEFAULT_MAX_FLOWS 5000
+#define FC_MAX_VLAN_TAGS 2
+#define FC_MAX_IPV6_EXT_HEADERS 8
+
+#define ETH_P_8021Q_BE bpf_htons(0x8100)
+#define ETH_P_8021AD_BE bpf_htons(0x88A8)
+#define ETH_P_IP_BE bpf_htons(0x0800)
+#define ETH_P_IPV6_BE bpf_htons(0x86DD)
+
+#define IPPROTO_ICMPV6_NR 58
+#define IPV6_NH_HOP 0
+#define IPV6_NH_ROUTING 43
+#define IPV6_NH_FRAGMENT 44
+#define IPV6_NH_AH 51
+#define IPV6_NH_DSTOPTS 60
+#define IP_OFFSET_MASK 0x1fff
+#define IPV6_FRAG_OFFSET_MASK 0xfff8
+
+/* Load-time settings, fixed before load (the verifier prunes on them). */
+const volatile __u32 fc_sampling = 0; /* 1 in N packets; 0 and 1 mean every packet */
+const volatile __u8 fc_direction_mask = FC_TRACE_BOTH;
+const volatile __u8 fc_debug = 0;
+
+struct fc_flow_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct fc_flow_key);
+	__type(value, struct fc_flow_metrics);
+	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
+};
+
+/* Two identical flow maps; user space points the slot at one while it drains the other. */
+struct fc_flow_map fc_flows_a SEC(".maps");
+struct fc_flow_map fc_flows_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct fc_flow_map);
+} fc_flow_slot SEC(".maps") = {
+	.values = { [0] = &fc_flows_a },
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} fc_ringbuf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FC_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fc_counters SEC(".maps");
+
+static __always_inline void count(__u32 slot, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&fc_counters, &slot);
+
+	if (c)
+		*c += n; /* per-CPU slot: no other writer */
+}
+
+/* What one packet contributes, beside its key. */
+struct fc_packet {
+	__u64 segments;   /* wire frames: a GSO packet stands for gso_segs frames */
+	__u32 header_len; /* L2..L4 header bytes, repeated in every GSO segment */
+	__u16 tcp_flags;
+	__u8 dscp;
+	__u8 parse_failed;
+};
+
+static __always_inline void set_ipv4_mapped(__u8 *dst, __be32 addr)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &addr, 4);
+}
+
+static __always_inline __u16 tcp_flags_of(__u8 hdr_flags)
+{
+	__u16 flags = hdr_flags;
+
+	if (hdr_flags & FC_TCP_ACK) {
+		if (hdr_flags & FC_TCP_SYN)
+			flags |= FC_TCP_SYN_ACK;
+		if (hdr_flags & FC_TCP_FIN)
+			flags |= FC_TCP_FIN_ACK;
+		if (hdr_flags & FC_TCP_RST)
+			flags |= FC_TCP_RST_ACK;
+	}
+	return flags;
+}
+
+/* Transport header at byte off: ports, ICMP type/code, TCP flags. */
+static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u8 proto,
+					   struct fc_flow_key *key, struct fc_packet *pkt)
+{
+	switch (proto) {
+	case IPPROTO_TCP: {
+		__u8 tcp[14]; /* ports, seq, ack, data offset, flags */
+
+		if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)))
+			return -1;
+		key->src_port = ((__u16)tcp[0] << 8) | tcp[1];
+		key->dst_port = ((__u16)tcp[2] << 8) | tcp[3];
+		pkt->tcp_flags = tcp_flags_of(tcp[13]);
+		pkt->header_len = off + ((tcp[12] >> 4) * 4);
+		return 0;
+	}
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+	case IPPROTO_SCTP: {
+		__u8 ports[4];
+
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
+			return -1;
+		key->src_port = ((__u16)ports[0] << 8) | ports[1];
+		key->dst_port = ((__u16)ports[2] << 8) | ports[3];
+		pkt->header_len = off + (proto == IPPROTO_SCTP ? 12 : 8);
+		return 0;
+	}
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6_NR: {
+		__u8 icmp[2];
+
+		if (bpf_skb_load_bytes(skb, off, icmp, sizeof(icmp)))
+			return -1;
+		key->icmp_type = icmp[0];
+		key->icmp_code = icmp[1];
+		return 0;
+	}
+	}
+	return 0;
+}
+
+static __always_inline int parse_ipv4(struct __sk_buff *skb, __u32 off, struct fc_flow_key *key,
+				      struct fc_packet *pkt)
+{
+	struct {
+		__u8 ver_ihl;
+		__u8 tos;
+		__be16 tot_len;
+		__be16 id;
+		__be16 frag_off;
+		__u8 ttl;
+		__u8 protocol;
+		__be16 check;
+		__be32 saddr;
+		__be32 daddr;
+	} ip;
+	__u32 ihl;
+
+	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+		return -1;
+	ihl = ip.ver_ihl & 0x0f;
+	if (ihl < 5)
+		return -1;
+	key->protocol = ip.protocol;
+	pkt->dscp = ip.tos >> 2;
+	set_ipv4_mapped(key->src_ip, ip.saddr);
+	set_ipv4_mapped(key->dst_ip, ip.daddr);
+	/* Only the first fragment carries the transport header. */
+	if (bpf_ntohs(ip.frag_off) & IP_OFFSET_MASK)
+		return 0;
+	return parse_transport(skb, off + ihl * 4, ip.protocol, key, pkt);
+}
+
+static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, struct fc_flow_key *key,
+				      struct fc_packet *pkt)
+{
+	struct {
+		__be32 ver_tc_flow;
+		__be16 payload_len;
+		__u8 nexthdr;
+		__u8 hop_limit;
+		__u8 saddr[16];
+		__u8 daddr[16];
+	} ip6;
+	__u8 nexthdr;
+	int i;
+
+	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+		return -1;
+	pkt->dscp = (bpf_ntohl(ip6.ver_tc_flow) >> 22) & 0x3f;
+	__builtin_memcpy(key->src_ip, ip6.saddr, 16);
+	__builtin_memcpy(key->dst_ip, ip6.daddr, 16);
+	nexthdr = ip6.nexthdr;
+	off += sizeof(ip6);
+
+	/* Bounded walk of the extension-header chain. */
+	for (i = 0; i < FC_MAX_IPV6_EXT_HEADERS; i++) {
+		__u8 ext[4]; /* next header, length, and for fragments the offset */
+
+		if (nexthdr != IPV6_NH_HOP && nexthdr != IPV6_NH_ROUTING &&
+		    nexthdr != IPV6_NH_DSTOPTS && nexthdr != IPV6_NH_FRAGMENT &&
+		    nexthdr != IPV6_NH_AH)
+			break;
+		if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext))) {
+			key->protocol = nexthdr;
+			return -1;
+		}
+		if (nexthdr == IPV6_NH_FRAGMENT) {
+			key->protocol = ext[0];
+			if ((((__u16)ext[2] << 8) | ext[3]) & IPV6_FRAG_OFFSET_MASK)
+				return 0; /* not the first fragment: no transport header */
+			off += 8;
+		} else if (nexthdr == IPV6_NH_AH) {
+			off += ((__u32)ext[1] + 2) * 4;
+		} else {
+			off += ((__u32)ext[1] + 1) * 8;
+		}
+		nexthdr = ext[0];
+	}
+	key->protocol = nexthdr;
+	return parse_transport(skb, off, nexthdr, key, pkt);
+}
+
+/* Fill the key from the frame. Parse errors keep what was read so far. */
+static __always_inline void parse_frame(struct __sk_buff *skb, struct fc_flow_key *key,
+					struct fc_packet *pkt)
+{
+	struct {
+		__u8 dst[FC_MAC_LEN];
+		__u8 src[FC_MAC_LEN];
+		__be16 proto;
+	} eth;
+	__be16 proto;
+	__u32 off = sizeof(eth);
+	int i, err = 0;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth))) {
+		pkt->parse_failed = 1;
+		return;
+	}
+	__builtin_memcpy(key->dst_mac, eth.dst, FC_MAC_LEN);
+	__builtin_memcpy(key->src_mac, eth.src, FC_MAC_LEN);
+	proto = eth.proto;
+
+	/* On receive the outer tag is usually already in skb->vlan_tci (stripped). */
+	if (skb->vlan_present)
+		key->vlan_id = skb->vlan_tci & 0x0fff;
+	for (i = 0; i < FC_MAX_VLAN_TAGS; i++) {
+		__be16 tag[2]; /* TCI, inner ethertype */
+
+		if (proto != ETH_P_8021Q_BE && proto != ETH_P_8021AD_BE)
+			break;
+		if (bpf_skb_load_bytes(skb, off, tag, sizeof(tag))) {
+			pkt->parse_failed = 1;
+			break;
+		}
+		if (!key->vlan_id)
+			key->vlan_id = bpf_ntohs(tag[0]) & 0x0fff;
+		proto = tag[1];
+		off += sizeof(tag);
+	}
+	key->eth_protocol = bpf_ntohs(proto);
+
+	if (proto == ETH_P_IP_BE)
+		err = parse_ipv4(skb, off, key, pkt);
+	else if (proto == ETH_P_IPV6_BE)
+		err = parse_ipv6(skb, off, key, pkt);
+	if (err)
+		pkt->parse_failed = 1;
+}
+
+/* The map refused a new flow: hand the packet to user space as a one-packet record. */
+static __always_inline void fall_back_to_ringbuf(const struct fc_flow_key *key,
+						 const struct fc_flow_metrics *metrics, long err)
+{
+	struct fc_flow_record *rec;
+
+	count(FC_COUNTER_MAP_INSERT_FAILED, 1);
+	rec = bpf_ringbuf_reserve(&fc_ringbuf, sizeof(*rec), 0);
+	if (!rec) {
+		count(FC_COUNTER_RINGBUF_RESERVE_FAILED, metrics->packets);
+		count(FC_COUNTER_LOST_BYTES, metrics->bytes);
+		return;
+	}
+	__builtin_memcpy(&rec->key, key, sizeof(*key));
+	__builtin_memcpy(&rec->metrics, metrics, sizeof(*metrics));
+	rec->metrics.errno_code = (__u8)(-err);
+	bpf_ringbuf_submit(rec, 0);
+	count(FC_COUNTER_RINGBUF_SUBMITTED, 1);
+}
+
+static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
+{
+	struct fc_flow_key key;
+	struct fc_packet pkt = {};
+	struct fc_flow_metrics *metrics;
+	__u32 slot = 0;
+	__u64 now, bytes;
+	void *flows;
+	long err;
+
+	count(FC_COUNTER_PACKETS_SEEN, 1);
+	if (fc_sampling > 1 && bpf_get_prandom_u32() % fc_sampling != 0) {
+		count(FC_COUNTER_SAMPLED_OUT, 1);
+		return TC_ACT_UNSPEC;
+	}
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.if_index = skb->ifindex;
+	key.direction = direction;
+	parse_frame(skb, &key, &pkt);
+	if (pkt.parse_failed) {
+		count(FC_COUNTER_PARSE_FAILED, 1);
+		if (fc_debug)
+			bpf_printk("flowcollect: parse failed, ifindex %u len %u", skb->ifindex, skb->len);
+	}
+
+	/* A GSO packet leaves as gso_segs frames, each with its own copy of the headers. */
+	pkt.segments = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	bytes = skb->len;
+	if (pkt.segments > 1 && pkt.header_len)
+		bytes += (pkt.segments - 1) * pkt.header_len;
+	now = bpf_ktime_get_ns();
+
+	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
+	if (!flows) {
+		count(FC_COUNTER_NO_FLOW_MAP, 1);
+		return TC_ACT_UNSPEC;
+	}
+	metrics = bpf_map_lookup_elem(flows, &key);
+	if (metrics) {
+		/* Per-CPU value: this CPU is its only writer. */
+		metrics->packets += pkt.segments;
+		metrics->bytes += bytes;
+		metrics->last_seen_ns = now;
+		metrics->tcp_flags |= pkt.tcp_flags;
+		metrics->dscp = pkt.dscp;
+		return TC_ACT_UNSPEC;
+	}
+
+	struct fc_flow_metrics fresh = {
+		.packets = pkt.segments,
+		.bytes = bytes,
+		.first_seen_ns = now,
+		.last_seen_ns = now,
+		.tcp_flags = pkt.tcp_flags,
+		.dscp = pkt.dscp,
+	};
+	/*
+	 * BPF_ANY: if another CPU inserted the key since our lookup, this writes
+	 * only this CPU's slot, which was still empty, so nothing is lost.
+	 */
+	err = bpf_map_update_elem(flows, &key, &fresh, BPF_ANY);
+	if (err)
+		fall_back_to_ringbuf(&key, &fresh, err);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int fc_ingress(struct __sk_buff *skb)
+{
+	if (!(fc_direction_mask & FC_TRACE_INGRESS))
+		return TC_ACT_UNSPEC;
+	return account_packet(skb, FC_DIRECTION_INGRESS);
+}
+
+SEC("tc")
+int fc_egress(struct __sk_buff *skb)
+{
+	if (!(fc_direction_mask & FC_TRACE_EGRESS))
+		return TC_ACT_UNSPEC;
+	return account_packet(skb, FC_DIRECTION_EGRESS);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

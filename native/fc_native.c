@@ -1,0 +1,578 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * flowcollect native core: load the kernel programs, attach them at TC,
+ * swap-and-drain the flow maps in batches, consume the ring buffer.
+ * See fc_native.h for the contract; libbpf-tools' map_helpers.c is the model
+ * for the batch dump with a get-next-key fallback.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "flow.h"
+#include "fc_native.h"
+#include "flows.skel.h"
+
+#define FC_DEFAULT_DRAIN_BATCH 8192
+#define FC_ERROR_LEN 1024
+#define FC_LIBBPF_LOG_LEN 2048
+#define FC_PRIVILEGE_HINT "needs CAP_BPF and CAP_NET_ADMIN: run as root"
+
+static __thread char fc_error[FC_ERROR_LEN];
+/* Tail of what libbpf printed (the verifier log on a failed load). */
+static __thread char fc_libbpf_log[FC_LIBBPF_LOG_LEN];
+
+const char *fc_last_error(void)
+{
+	return fc_error;
+}
+
+/* Record what failed and why; returns err (a negative errno) for tail calls. */
+static int fc_fail(int err, const char *fmt, ...)
+{
+	char what[FC_ERROR_LEN / 2];
+	const char *hint = "";
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (err == -EPERM || err == -EACCES)
+		hint = ": " FC_PRIVILEGE_HINT;
+	snprintf(fc_error, sizeof(fc_error), "%s: %s%s", what, strerror(-err), hint);
+	return err;
+}
+
+static int fc_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	size_t used = strlen(fc_libbpf_log);
+	char line[512];
+	int len;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	len = vsnprintf(line, sizeof(line), fmt, ap);
+	if (len <= 0)
+		return 0;
+	if ((size_t)len >= sizeof(line))
+		len = sizeof(line) - 1;
+	if (used + len >= sizeof(fc_libbpf_log)) {
+		/* Keep the tail: the last lines of a verifier log say what broke. */
+		size_t keep = sizeof(fc_libbpf_log) / 2;
+		memmove(fc_libbpf_log, fc_libbpf_log + used - keep, keep);
+		fc_libbpf_log[keep] = '\0';
+		used = keep;
+	}
+	memcpy(fc_libbpf_log + used, line, len + 1);
+	return 0;
+}
+
+static __u64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int fc_num_possible_cpus(void)
+{
+	return libbpf_num_possible_cpus();
+}
+
+static int probe_batch_ops(void)
+{
+	__u64 values[256]; /* room for one per-CPU value of an 8-byte map */
+	__u32 key, out_batch, count = 1;
+	int fd, err;
+
+	if (libbpf_num_possible_cpus() > 256)
+		return 0;
+	fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_HASH, "fc_probe", sizeof(key), sizeof(__u64), 1, NULL);
+	if (fd < 0)
+		return -errno;
+	err = bpf_map_lookup_batch(fd, NULL, &out_batch, &key, values, &count, NULL);
+	close(fd);
+	/* An empty map answers ENOENT when batch lookups exist, EINVAL when they do not. */
+	return err == 0 || err == -ENOENT;
+}
+
+int fc_probe_capabilities(__u32 *caps)
+{
+	int ret;
+
+	*caps = 0;
+	ret = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
+	if (ret < 0)
+		return fc_fail(ret, "probing BPF map types");
+	if (ret == 1)
+		*caps |= FC_CAP_RINGBUF;
+	ret = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_ARRAY_OF_MAPS, NULL);
+	if (ret == 1)
+		*caps |= FC_CAP_MAP_IN_MAP;
+	ret = probe_batch_ops();
+	if (ret < 0)
+		return fc_fail(ret, "probing BPF batch map operations");
+	if (ret == 1)
+		*caps |= FC_CAP_BATCH_OPS;
+	return 0;
+}
+
+void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc_flow_metrics *out)
+{
+	__u64 latest = 0;
+	__u32 cpu;
+
+	memset(out, 0, sizeof(*out));
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		const struct fc_flow_metrics *m = &percpu[cpu];
+
+		if (!m->first_seen_ns)
+			continue; /* this CPU never saw the flow */
+		out->packets += m->packets;
+		out->bytes += m->bytes;
+		if (!out->first_seen_ns || m->first_seen_ns < out->first_seen_ns)
+			out->first_seen_ns = m->first_seen_ns;
+		if (m->last_seen_ns >= latest) {
+			/* DSCP of the most recent packet, as the seed reports it. */
+			latest = m->last_seen_ns;
+			out->last_seen_ns = m->last_seen_ns;
+			out->dscp = m->dscp;
+		}
+		out->tcp_flags |= m->tcp_flags;
+		if (!out->errno_code)
+			out->errno_code = m->errno_code;
+	}
+}
+
+struct fc_ringbuf_sink {
+	struct fc_flow_record *out;
+	__u64 capacity;
+	__u64 n;
+	__u64 malformed;
+};
+
+struct fc_attachment {
+	int ifindex;
+	bool ingress, egress;
+	struct bpf_tc_opts ingress_opts, egress_opts;
+};
+
+struct fc_agent {
+	struct flows_bpf *skel;
+	struct ring_buffer *ringbuf;
+	struct fc_ringbuf_sink sink;
+	int flow_fd[2];
+	int active; /* index into flow_fd of the map the kernel writes */
+	__u32 max_flows;
+	__u32 ncpus;
+	__u32 batch;
+	__u8 direction_mask;
+	bool batch_ops;
+	/* Reused between drains: first-touch memory is slow. */
+	struct fc_flow_key *keys;
+	struct fc_flow_metrics *values; /* batch x ncpus */
+	__u64 *counter_values;          /* ncpus */
+	struct fc_attachment *attachments;
+	size_t n_attachments;
+	size_t cap_attachments;
+};
+
+static int on_ringbuf_record(void *ctx, void *data, size_t size)
+{
+	struct fc_ringbuf_sink *sink = ctx;
+
+	if (size < sizeof(struct fc_flow_record)) {
+		sink->malformed++;
+		return 0;
+	}
+	memcpy(&sink->out[sink->n++], data, sizeof(struct fc_flow_record));
+	/* A negative return stops libbpf after this record is consumed. */
+	return sink->n >= sink->capacity ? -ENOBUFS : 0;
+}
+
+static bool is_power_of_two(__u32 v)
+{
+	return v && !(v & (v - 1));
+}
+
+int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
+{
+	struct fc_agent *agent;
+	long page = sysconf(_SC_PAGESIZE);
+	int err, ncpus;
+
+	*out = NULL;
+	fc_libbpf_log[0] = '\0';
+	libbpf_set_print(fc_libbpf_print);
+	if (!opts->max_flows)
+		return fc_fail(-EINVAL, "cache_max_flows must be at least 1");
+	if (!is_power_of_two(opts->ringbuf_bytes) || opts->ringbuf_bytes % page)
+		return fc_fail(-EINVAL, "ring buffer size %u must be a power of two and a multiple of %ld",
+			       opts->ringbuf_bytes, page);
+	if (!opts->direction_mask || opts->direction_mask & ~FC_TRACE_BOTH)
+		return fc_fail(-EINVAL, "direction mask %u must be 1 (ingress), 2 (egress) or 3 (both)",
+			       opts->direction_mask);
+	ncpus = libbpf_num_possible_cpus();
+	if (ncpus <= 0)
+		return fc_fail(ncpus ? ncpus : -EINVAL, "counting possible CPUs");
+
+	agent = calloc(1, sizeof(*agent));
+	if (!agent)
+		return fc_fail(-ENOMEM, "allocating the agent");
+	agent->max_flows = opts->max_flows;
+	agent->ncpus = ncpus;
+	agent->direction_mask = opts->direction_mask;
+	agent->batch = opts->drain_batch ? opts->drain_batch : FC_DEFAULT_DRAIN_BATCH;
+	if (agent->batch > agent->max_flows)
+		agent->batch = agent->max_flows;
+	agent->flow_fd[0] = agent->flow_fd[1] = -1;
+
+	agent->skel = flows_bpf__open();
+	if (!agent->skel) {
+		err = fc_fail(-errno, "opening the embedded BPF object");
+		goto fail;
+	}
+	agent->skel->rodata->fc_sampling = opts->sampling;
+	agent->skel->rodata->fc_direction_mask = opts->direction_mask;
+	agent->skel->rodata->fc_debug = opts->debug;
+	if ((err = bpf_map__set_max_entries(agent->skel->maps.fc_flows_a, opts->max_flows)) ||
+	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_flows_b, opts->max_flows)) ||
+	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_ringbuf, opts->ringbuf_bytes))) {
+		err = fc_fail(err, "sizing the BPF maps");
+		goto fail;
+	}
+	err = flows_bpf__load(agent->skel);
+	if (err) {
+		size_t used;
+
+		fc_fail(err, "loading the BPF programs");
+		used = strlen(fc_error);
+		if (fc_libbpf_log[0] && used + 4 < sizeof(fc_error))
+			snprintf(fc_error + used, sizeof(fc_error) - used, "\nlibbpf: %s", fc_libbpf_log);
+		goto fail;
+	}
+	agent->flow_fd[0] = bpf_map__fd(agent->skel->maps.fc_flows_a);
+	agent->flow_fd[1] = bpf_map__fd(agent->skel->maps.fc_flows_b);
+	agent->active = 0; /* the object's static slot initialiser points at fc_flows_a */
+
+	err = probe_batch_ops();
+	if (err < 0) {
+		fc_fail(err, "probing BPF batch map operations");
+		goto fail;
+	}
+	agent->batch_ops = err == 1;
+
+	agent->keys = calloc(agent->batch, sizeof(*agent->keys));
+	agent->values = calloc((size_t)agent->batch * ncpus, sizeof(*agent->values));
+	agent->counter_values = calloc(ncpus, sizeof(__u64));
+	if (!agent->keys || !agent->values || !agent->counter_values) {
+		err = fc_fail(-ENOMEM, "allocating drain buffers for %u flows", agent->batch);
+		goto fail;
+	}
+	agent->ringbuf = ring_buffer__new(bpf_map__fd(agent->skel->maps.fc_ringbuf), on_ringbuf_record,
+					  &agent->sink, NULL);
+	if (!agent->ringbuf) {
+		err = fc_fail(-errno, "opening the ring buffer");
+		goto fail;
+	}
+	*out = agent;
+	return 0;
+fail:
+	fc_agent_close(agent);
+	return err;
+}
+
+static struct fc_attachment *find_attachment(struct fc_agent *agent, int ifindex)
+{
+	size_t i;
+
+	for (i = 0; i < agent->n_attachments; i++)
+		if (agent->attachments[i].ifindex == ifindex)
+			return &agent->attachments[i];
+	return NULL;
+}
+
+/*
+ * Remove one of our filters. The filter at (handle, priority) is deleted only
+ * if it still runs our program: never a foreign filter that took its place,
+ * nor one on a same-numbered interface of another network namespace. A
+ * vanished interface or filter is already detached.
+ */
+static int detach_filter(int ifindex, enum bpf_tc_attach_point point, const struct bpf_tc_opts *attached)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	LIBBPF_OPTS(bpf_tc_opts, query, .handle = attached->handle, .priority = attached->priority);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = attached->handle, .priority = attached->priority);
+	int err = bpf_tc_query(&hook, &query);
+
+	if (err == -ENOENT || err == -ENODEV || err == -EINVAL)
+		return 0;
+	if (err)
+		return err;
+	if (query.prog_id != attached->prog_id)
+		return 0;
+	err = bpf_tc_detach(&hook, &opts);
+	if (err == -ENOENT || err == -ENODEV)
+		return 0;
+	return err;
+}
+
+static int attach_filter(int ifindex, enum bpf_tc_attach_point point, int prog_fd, struct bpf_tc_opts *out)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd);
+	int err;
+
+	/* handle and priority 0: the kernel picks a free pair, ahead of existing filters. */
+	err = bpf_tc_attach(&hook, &opts);
+	if (err)
+		return err;
+	*out = opts;
+	return 0;
+}
+
+int fc_agent_attach(struct fc_agent *agent, int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	struct fc_attachment att = { .ifindex = ifindex };
+	int err;
+
+	if (find_attachment(agent, ifindex))
+		return 0;
+	if (agent->n_attachments == agent->cap_attachments) {
+		size_t cap = agent->cap_attachments ? agent->cap_attachments * 2 : 16;
+		struct fc_attachment *grown = realloc(agent->attachments, cap * sizeof(*grown));
+
+		if (!grown)
+			return fc_fail(-ENOMEM, "recording the attachment of ifindex %d", ifindex);
+		agent->attachments = grown;
+		agent->cap_attachments = cap;
+	}
+	/* Creates a clsact qdisc only when there is none; an existing one is shared, never replaced. */
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return fc_fail(err, "creating the clsact qdisc on ifindex %d", ifindex);
+	if (agent->direction_mask & FC_TRACE_INGRESS) {
+		err = attach_filter(ifindex, BPF_TC_INGRESS, bpf_program__fd(agent->skel->progs.fc_ingress),
+				    &att.ingress_opts);
+		if (err)
+			return fc_fail(err, "attaching the ingress TC program to ifindex %d", ifindex);
+		att.ingress = true;
+	}
+	if (agent->direction_mask & FC_TRACE_EGRESS) {
+		err = attach_filter(ifindex, BPF_TC_EGRESS, bpf_program__fd(agent->skel->progs.fc_egress),
+				    &att.egress_opts);
+		if (err) {
+			if (att.ingress)
+				detach_filter(ifindex, BPF_TC_INGRESS, &att.ingress_opts);
+			return fc_fail(err, "attaching the egress TC program to ifindex %d", ifindex);
+		}
+		att.egress = true;
+	}
+	agent->attachments[agent->n_attachments++] = att;
+	return 0;
+}
+
+int fc_agent_detach(struct fc_agent *agent, int ifindex)
+{
+	struct fc_attachment *att = find_attachment(agent, ifindex);
+	int err = 0;
+
+	if (!att)
+		return 0;
+	if (att->ingress && (err = detach_filter(ifindex, BPF_TC_INGRESS, &att->ingress_opts)))
+		return fc_fail(err, "detaching the ingress TC program from ifindex %d", ifindex);
+	att->ingress = false;
+	if (att->egress && (err = detach_filter(ifindex, BPF_TC_EGRESS, &att->egress_opts)))
+		return fc_fail(err, "detaching the egress TC program from ifindex %d", ifindex);
+	*att = agent->attachments[--agent->n_attachments];
+	return 0;
+}
+
+/* Read and delete every entry of a map that no program writes any more. */
+static long drain_batched(struct fc_agent *agent, int fd, struct fc_flow_record *out, __u64 capacity,
+			  struct fc_drain_stats *stats)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	__u64 in_batch = 0, out_batch = 0;
+	bool first = true;
+	long n = 0;
+
+	for (;;) {
+		__u32 count = agent->batch, i;
+		int err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, agent->keys,
+							  agent->values, &count, &opts);
+
+		if (err && err != -ENOENT)
+			return fc_fail(err, "draining the flow map in batches of %u", agent->batch);
+		stats->batches++;
+		if (n + count > capacity)
+			return fc_fail(-ENOBUFS, "drained more flows than the %llu rows given",
+				       (unsigned long long)capacity);
+		for (i = 0; i < count; i++, n++) {
+			out[n].key = agent->keys[i];
+			fc_fold_percpu(&agent->values[(size_t)i * agent->ncpus], agent->ncpus, &out[n].metrics);
+		}
+		if (err == -ENOENT)
+			return n;
+		in_batch = out_batch;
+		first = false;
+	}
+}
+
+/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
+static long drain_per_key(struct fc_agent *agent, int fd, struct fc_flow_record *out, __u64 capacity)
+{
+	struct fc_flow_key *prev = NULL;
+	long n = 0, i;
+	int err;
+
+	while (!(err = bpf_map_get_next_key(fd, prev, &out[n].key))) {
+		err = bpf_map_lookup_elem(fd, &out[n].key, agent->values);
+		if (err)
+			return fc_fail(err, "reading a flow of the retired map");
+		fc_fold_percpu(agent->values, agent->ncpus, &out[n].metrics);
+		prev = &out[n].key;
+		if ((__u64)++n >= capacity)
+			break;
+	}
+	if (err && err != -ENOENT)
+		return fc_fail(err, "walking the retired flow map");
+	for (i = 0; i < n; i++) {
+		err = bpf_map_delete_elem(fd, &out[i].key);
+		if (err && err != -ENOENT)
+			return fc_fail(err, "clearing the retired flow map");
+	}
+	return n;
+}
+
+long fc_agent_swap_and_drain(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
+			     struct fc_drain_stats *stats)
+{
+	int retired = agent->active, next = !agent->active;
+	__u32 slot = 0;
+	__u64 t0, t1;
+	long n;
+	int err;
+
+	memset(stats, 0, sizeof(*stats));
+	if (capacity < agent->max_flows)
+		return fc_fail(-EINVAL, "a drain needs room for %u flows, got %llu", agent->max_flows,
+			       (unsigned long long)capacity);
+	t0 = now_ns();
+	/* The kernel waits for running programs before it returns: the retired map has no writer. */
+	err = bpf_map_update_elem(bpf_map__fd(agent->skel->maps.fc_flow_slot), &slot, &agent->flow_fd[next],
+				  BPF_ANY);
+	if (err)
+		return fc_fail(err, "swapping the flow map");
+	agent->active = next;
+	t1 = now_ns();
+	stats->swap_ns = t1 - t0;
+	stats->used_batch_ops = agent->batch_ops;
+	if (agent->batch_ops)
+		n = drain_batched(agent, agent->flow_fd[retired], out, capacity, stats);
+	else
+		n = drain_per_key(agent, agent->flow_fd[retired], out, capacity);
+	stats->drain_ns = now_ns() - t1;
+	return n;
+}
+
+long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
+			      int timeout_ms)
+{
+	int err;
+
+	if (!capacity)
+		return fc_fail(-EINVAL, "consuming the ring buffer into 0 rows");
+	agent->sink.out = out;
+	agent->sink.capacity = capacity;
+	agent->sink.n = 0;
+	err = timeout_ms > 0 ? ring_buffer__poll(agent->ringbuf, timeout_ms) : ring_buffer__consume(agent->ringbuf);
+	if (err < 0 && err != -ENOBUFS && err != -EINTR)
+		return fc_fail(err, "consuming the ring buffer");
+	return (long)agent->sink.n;
+}
+
+int fc_agent_ringbuf_epoll_fd(struct fc_agent *agent)
+{
+	return ring_buffer__epoll_fd(agent->ringbuf);
+}
+
+int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+{
+	int fd = bpf_map__fd(agent->skel->maps.fc_counters);
+	__u32 slot, cpu;
+
+	if (n > FC_COUNTER_MAX)
+		return fc_fail(-EINVAL, "%u counters asked, %d exist", n, FC_COUNTER_MAX);
+	for (slot = 0; slot < n; slot++) {
+		int err = bpf_map_lookup_elem(fd, &slot, agent->counter_values);
+
+		if (err)
+			return fc_fail(err, "reading counter %u", slot);
+		out[slot] = 0;
+		for (cpu = 0; cpu < agent->ncpus; cpu++)
+			out[slot] += agent->counter_values[cpu];
+	}
+	return 0;
+}
+
+int fc_agent_map_fd(struct fc_agent *agent, int which)
+{
+	switch (which) {
+	case FC_MAP_FLOWS_A:
+		return agent->flow_fd[0];
+	case FC_MAP_FLOWS_B:
+		return agent->flow_fd[1];
+	case FC_MAP_FLOW_SLOT:
+		return bpf_map__fd(agent->skel->maps.fc_flow_slot);
+	case FC_MAP_RINGBUF:
+		return bpf_map__fd(agent->skel->maps.fc_ringbuf);
+	case FC_MAP_COUNTERS:
+		return bpf_map__fd(agent->skel->maps.fc_counters);
+	}
+	return fc_fail(-EINVAL, "no map number %d", which);
+}
+
+int fc_agent_prog_fd(struct fc_agent *agent, int which)
+{
+	switch (which) {
+	case FC_PROG_INGRESS:
+		return bpf_program__fd(agent->skel->progs.fc_ingress);
+	case FC_PROG_EGRESS:
+		return bpf_program__fd(agent->skel->progs.fc_egress);
+	}
+	return fc_fail(-EINVAL, "no program number %d", which);
+}
+
+void fc_agent_close(struct fc_agent *agent)
+{
+	if (!agent)
+		return;
+	/* Filters we leave behind would keep counting into maps nobody drains. */
+	while (agent->n_attachments) {
+		struct fc_attachment *att = &agent->attachments[agent->n_attachments - 1];
+
+		if (att->ingress)
+			detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
+		if (att->egress)
+			detach_filter(att->ifindex, BPF_TC_EGRESS, &att->egress_opts);
+		agent->n_attachments--;
+	}
+	ring_buffer__free(agent->ringbuf);
+	flows_bpf__destroy(agent->skel);
+	free(agent->attachments);
+	free(agent->keys);
+	free(agent->values);
+	free(agent->counter_values);
+	free(agent);
+}

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The native boundary of flowcollect: a few coarse batch operations over the
+ * kernel objects of bpf/flows.bpf.c. Python never asks for one record.
+ *
+ * Every function that can fail returns 0 (or a count) on success and a
+ * negative errno on failure; fc_last_error() then says what failed and what
+ * to do. flowcollect/errors.py turns these into exceptions, in one place.
+ *
+ * The cffi builder reads this file as its cdef: only declarations and
+ * "#define NAME <integer>" lines between the include guard.
+ */
+#ifndef FC_NATIVE_H
+#define FC_NATIVE_H
+
+/* Capability flags, probed from the running kernel (never from its version string). */
+#define FC_CAP_BATCH_OPS 1
+#define FC_CAP_RINGBUF 2
+#define FC_CAP_MAP_IN_MAP 4
+
+/* Maps reachable through fc_agent_map_fd(). */
+#define FC_MAP_FLOWS_A 0
+#define FC_MAP_FLOWS_B 1
+#define FC_MAP_FLOW_SLOT 2
+#define FC_MAP_RINGBUF 3
+#define FC_MAP_COUNTERS 4
+
+/* Which of the two programs fc_agent_prog_fd() returns. */
+#define FC_PROG_INGRESS 0
+#define FC_PROG_EGRESS 1
+
+struct fc_load_opts {
+	__u32 max_flows;      /* entries of each flow map (cache_max_flows) */
+	__u32 ringbuf_bytes;  /* power of two, multiple of the page size */
+	__u32 sampling;       /* 1 in N packets; 0 or 1 = every packet */
+	__u32 drain_batch;    /* entries per batch syscall; 0 = default */
+	__u8 direction_mask;  /* enum fc_direction_mask */
+	__u8 debug;
+};
+
+/* What one swap-and-drain cost, for the agent's own metrics. */
+struct fc_drain_stats {
+	__u64 swap_ns;    /* map-in-map slot update, including the RCU grace period */
+	__u64 drain_ns;   /* batch reads of the retired map and the per-CPU fold */
+	__u32 batches;    /* batch syscalls made */
+	__u32 used_batch_ops; /* 1 = batch syscalls, 0 = get-next-key fallback */
+};
+
+struct fc_agent;
+
+const char *fc_last_error(void);
+int fc_probe_capabilities(__u32 *caps);
+int fc_num_possible_cpus(void);
+
+int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
+void fc_agent_close(struct fc_agent *agent);
+
+/* Attach the enabled programs on ifindex (in the caller's network namespace),
+ * beside any qdisc and filters already there; detach removes only ours. */
+int fc_agent_attach(struct fc_agent *agent, int ifindex);
+int fc_agent_detach(struct fc_agent *agent, int ifindex);
+
+/* Point the kernel at the idle flow map, then read and clear the retired one
+ * into out[0..n): one row per flow, per-CPU values folded. capacity must be at
+ * least max_flows. Returns n. */
+long fc_agent_swap_and_drain(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
+			     struct fc_drain_stats *stats);
+
+/* Copy up to capacity ring-buffer records into out, waiting up to timeout_ms
+ * (0 = do not wait) for the first. Returns how many were copied. */
+long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
+			      int timeout_ms);
+/* An fd that polls readable when ring-buffer records are waiting. */
+int fc_agent_ringbuf_epoll_fd(struct fc_agent *agent);
+
+/* Sum the per-CPU counters map into out[0..n), n <= FC_COUNTER_MAX. */
+int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n);
+
+int fc_agent_map_fd(struct fc_agent *agent, int which);
+int fc_agent_prog_fd(struct fc_agent *agent, int which);
+
+/* Fold the per-CPU values of one flow (slots with first_seen_ns == 0 are empty). */
+void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc_flow_metrics *out);
+
+#endif /* FC_NATIVE_H */
