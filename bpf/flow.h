@@ -108,4 +108,19 @@ struct fc_flow_record {
 	struct fc_flow_metrics metrics;
 };
 
+/*
+ * User space only: one evicted flow, as the pipeline stages pass it on and as
+ * the binary ZeroMQ topic carries it (docs/wire.md). Times are wall clock,
+ * nanoseconds since the Unix epoch, converted from first/last_seen_ns with one
+ * (wall, monotonic) pair per eviction. 128 bytes.
+ */
+struct fc_flow_export {
+	struct fc_flow_record record;
+	__s64 time_flow_start_ns;
+	__s64 time_flow_end_ns;
+	__u32 sampling;  /* 1 in N packets were counted; 0 or 1 = every packet */
+	__u8 duplicate;  /* set by the deduper in just-mark mode */
+	__u8 pad_export[3];
+};
+
 #endif /* FC_FLOW_H */

@@ -6,6 +6,8 @@ flattened (`rec["packets"]`, `rec["src_port"]`), padding fields are left out
 of the dtype but kept in its itemsize and offsets, so a numpy row is the C
 struct byte for byte.
 """
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from flowcollect.native import ffi, lib
@@ -17,7 +19,7 @@ def _leaf_fields(ctype, base=0):
         offset = base + field.offset
         if ftype.kind == "struct":
             yield from _leaf_fields(ftype, offset)
-        elif name != "pad":
+        elif not name.startswith("pad"):
             yield name, ftype, offset
 
 
@@ -48,6 +50,7 @@ def dtype_of(struct_name):
 FLOW_KEY = dtype_of("fc_flow_key")
 FLOW_METRICS = dtype_of("fc_flow_metrics")
 FLOW_RECORD = dtype_of("fc_flow_record")
+FLOW_EXPORT = dtype_of("fc_flow_export")
 
 KEY_SIZE = ffi.sizeof("struct fc_flow_key")
 METRICS_OFFSET = ffi.offsetof("struct fc_flow_record", "metrics")
@@ -67,6 +70,23 @@ COUNTER_NAMES = tuple(
 assert len(COUNTER_NAMES) == lib.FC_COUNTER_MAX, "enum fc_counter slots must be 0..FC_COUNTER_MAX-1"
 
 
-def empty(n):
-    """A zeroed batch of n flow records (zeroed: touched now, not in the hot path)."""
-    return np.zeros(n, dtype=FLOW_RECORD)
+def empty(n, dtype=FLOW_RECORD):
+    """A zeroed batch of n rows (zeroed: touched now, not in the hot path)."""
+    return np.zeros(n, dtype=dtype)
+
+
+@dataclass
+class FlowBatch:
+    """The unit that flows between pipeline stages: evicted flows and their context.
+
+    flows: FLOW_EXPORT rows (wall-clock times, sampling, duplicate mark).
+    interface_names: if_index -> name for the rows' interfaces (set by decorate).
+    agent_ip: the address of the host that observed the flows (set by decorate).
+    """
+
+    flows: np.ndarray
+    interface_names: dict = field(default_factory=dict)
+    agent_ip: str = ""
+
+    def __len__(self):
+        return len(self.flows)
