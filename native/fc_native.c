@@ -22,6 +22,7 @@
 #include "flows.skel.h"
 
 #define FC_DEFAULT_DRAIN_BATCH 8192
+#define FC_TC_PRIORITY 1
 #define FC_ERROR_LEN 1024
 #define FC_LIBBPF_LOG_LEN 2048
 #define FC_PRIVILEGE_HINT "needs CAP_BPF and CAP_NET_ADMIN: run as root"
@@ -326,18 +327,31 @@ static int detach_filter(int ifindex, enum bpf_tc_attach_point point, const stru
 	return err;
 }
 
+/*
+ * Our filter goes first (priority 1) so that it sees every packet before a
+ * foreign filter can end classification; it returns TC_ACT_UNSPEC, so the
+ * foreign filters still run after it. If priority 1 is held by a filter of
+ * another kind, the kernel picks a free priority (which may come later).
+ */
 static int attach_filter(int ifindex, enum bpf_tc_attach_point point, int prog_fd, struct bpf_tc_opts *out)
 {
+	static const __u32 priorities[] = { FC_TC_PRIORITY, 0 };
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
-	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd);
-	int err;
+	int err = -EINVAL;
+	size_t i;
 
-	/* handle and priority 0: the kernel picks a free pair, ahead of existing filters. */
-	err = bpf_tc_attach(&hook, &opts);
-	if (err)
-		return err;
-	*out = opts;
-	return 0;
+	for (i = 0; i < sizeof(priorities) / sizeof(priorities[0]); i++) {
+		LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .priority = priorities[i]);
+
+		err = bpf_tc_attach(&hook, &opts);
+		if (!err) {
+			*out = opts;
+			return 0;
+		}
+		if (err != -EEXIST && err != -EINVAL)
+			break;
+	}
+	return err;
 }
 
 int fc_agent_attach(struct fc_agent *agent, int ifindex)

@@ -1,0 +1,92 @@
+"""The three views of bpf/flow.h agree byte for byte: the kernel object's BTF,
+the C compiler of the native extension, and the numpy dtypes."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from flowcollect import records
+from flowcollect.native import ffi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BPF_OBJECT = os.path.join(ROOT, "build", "bpf", "flows.bpf.o")
+STRUCTS = {
+    "fc_flow_key": (records.FLOW_KEY, 64),
+    "fc_flow_metrics": (records.FLOW_METRICS, 40),
+    "fc_flow_record": (records.FLOW_RECORD, 104),
+    "fc_flow_export": (records.FLOW_EXPORT, 128),
+}
+
+
+def leaves(ctype, base=0, prefix=""):
+    """(name, ctype, offset) of every leaf field, padding included."""
+    for name, field in ctype.fields:
+        if field.type.kind == "struct":
+            yield from leaves(field.type, base + field.offset, f"{prefix}{name}.")
+        else:
+            yield prefix + name, field.type, base + field.offset
+
+
+def distinct_value(ctype, seed):
+    if ctype.kind == "array":
+        return [(seed * 7 + i + 1) & 0xFF for i in range(ctype.length)]
+    bits = ffi.sizeof(ctype) * 8
+    value = (0x0123456789ABCDEF * (seed + 1)) & ((1 << bits) - 1)
+    if ctype.cname.startswith("int") and value >> (bits - 1):
+        value -= 1 << bits  # a negative value for the signed fields
+    return value or 1
+
+
+@pytest.mark.parametrize("struct", STRUCTS)
+def test_every_field_written_in_c_reads_back_through_numpy(struct):
+    dtype, size = STRUCTS[struct]
+    ctype = ffi.typeof(f"struct {struct}")
+    assert ffi.sizeof(ctype) == dtype.itemsize == size
+
+    obj = ffi.new(f"struct {struct} *")
+    ffi.memmove(obj, b"\xee" * size, size)  # padding keeps this marker
+    written = {}
+    for seed, (path, ftype, offset) in enumerate(leaves(ctype)):
+        value = distinct_value(ftype, seed)
+        target = obj
+        *parents, leaf = path.split(".")
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, leaf, value)
+        written[path] = (leaf, ftype, offset, value)
+    raw = bytes(ffi.buffer(obj))
+    row = np.frombuffer(raw, dtype=dtype)[0]
+
+    covered = 0
+    for path, (leaf, ftype, offset, value) in written.items():
+        covered += ffi.sizeof(ftype)
+        if leaf.startswith("pad"):
+            assert leaf not in dtype.names
+            continue
+        assert dtype.fields[leaf][1] == offset, f"{path}: numpy offset differs from C"
+        got = row[leaf]
+        assert (got.tolist() if ftype.kind == "array" else int(got)) == value, path
+    assert covered == size, f"struct {struct} has implicit padding: give every hole a name"
+    assert b"\xee" not in raw or struct == "fc_flow_export"  # every byte written by a field
+    assert np.frombuffer(raw, dtype=dtype).tobytes() == raw
+
+
+def btf_structs(path):
+    dump = subprocess.run(["bpftool", "btf", "dump", "file", path, "-j"], check=True,
+                          capture_output=True, text=True).stdout
+    return {t["name"]: t for t in json.loads(dump)["types"] if t["kind"] == "STRUCT" and t.get("name")}
+
+
+def test_kernel_object_btf_matches_the_native_layout():
+    assert os.path.exists(BPF_OBJECT), "build the project first (make setup)"
+    btf = btf_structs(BPF_OBJECT)
+    # The map key and value types are in the object's BTF; fc_flow_record (the
+    # ring-buffer record) is these two back to back, checked in the test above.
+    for struct in ("fc_flow_key", "fc_flow_metrics"):
+        ctype = ffi.typeof(f"struct {struct}")
+        assert btf[struct]["size"] == ffi.sizeof(ctype), struct
+        kernel_members = [(m["name"], m["bits_offset"] // 8) for m in btf[struct]["members"]]
+        native_members = [(name, field.offset) for name, field in ctype.fields]
+        assert kernel_members == native_members, struct
