@@ -1,0 +1,49 @@
+# flowcollect: set up, run, test and benchmark on a Debian 12 host, as root.
+#   make run    set everything up if needed, then run the agent on this host's interfaces
+#   make test   set everything up if needed, then run the whole test suite
+#   make bench  set everything up if needed, then run the benchmark suite (bench/README.md)
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+ARGS ?=
+
+# Build: clang/llvm + libbpf-dev + bpftool for the BPF object and its skeleton, gcc and the
+# Python headers for the cffi extension. Tests and benchmarks: iproute2 (namespaces, tc),
+# nfdump (IPFIX collector), traffic tools and the peer flow agents.
+APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool gcc make \
+	python3 python3-venv python3-dev iproute2 ethtool procps util-linux \
+	iperf3 netsniff-ng tcpdump tcpreplay nfdump softflowd pmacct
+APT_STAMP := build/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
+VENV_STAMP := $(VENV)/.installed
+NATIVE_SOURCES := pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py bpf/*.c bpf/*.h)
+
+.PHONY: setup run test bench clean
+
+setup: $(VENV_STAMP)
+
+$(APT_STAMP):
+	@if [ "$$(id -u)" != 0 ]; then echo "make: run as root (apt-get, BPF and network namespaces need it)" >&2; exit 1; fi
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make: installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p build && touch $@
+
+$(VENV_STAMP): $(APT_STAMP) $(NATIVE_SOURCES)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+run: setup
+	$(VENV)/bin/flowcollect $(ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(ARGS)
+
+bench: setup
+	$(VENV)/bin/python bench/run_all.py $(ARGS)
+
+clean:
+	rm -rf build $(VENV) flowcollect/_native*.so flowcollect/_native.c *.egg-info

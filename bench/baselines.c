@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Baselines for bench/drain.py, in plain C over the same kernel maps:
+ *   - fcb_raw_drain: the limit, the batch syscalls alone (no fold, no output);
+ *   - fcb_per_key_drain: the seed's way, iterate + lookup + delete per key;
+ *   - fcb_fill: load a map with n distinct flows, every CPU slot written.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "flow.h"
+#include "baselines.h"
+
+static void make_key(struct fc_flow_key *key, __u32 i)
+{
+	memset(key, 0, sizeof(*key));
+	key->eth_protocol = 0x0800;
+	key->src_ip[10] = key->src_ip[11] = 0xff;
+	key->src_ip[12] = 10;
+	memcpy(&key->src_ip[13], &i, 3);
+	key->dst_ip[10] = key->dst_ip[11] = 0xff;
+	key->dst_ip[12] = 10;
+	key->src_port = (__u16)(i >> 24) + 1024;
+	key->dst_port = 443;
+	key->protocol = 6;
+	key->if_index = 2;
+}
+
+long fcb_fill(int fd, __u32 n, __u32 ncpus)
+{
+	const __u32 chunk = 8192;
+	struct fc_flow_key *keys = calloc(chunk, sizeof(*keys));
+	struct fc_flow_metrics *values = calloc((size_t)chunk * ncpus, sizeof(*values));
+	long err = 0;
+	__u32 done = 0;
+
+	if (!keys || !values) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (done < n) {
+		__u32 count = n - done < chunk ? n - done : chunk, i, cpu;
+
+		for (i = 0; i < count; i++) {
+			make_key(&keys[i], done + i);
+			for (cpu = 0; cpu < ncpus; cpu++) {
+				struct fc_flow_metrics *m = &values[(size_t)i * ncpus + cpu];
+
+				m->packets = 3 + cpu;
+				m->bytes = 1500 * (3 + cpu);
+				m->first_seen_ns = 1000 + cpu + i;
+				m->last_seen_ns = 2000 + cpu + i;
+				m->tcp_flags = 0x10;
+			}
+		}
+		err = bpf_map_update_batch(fd, keys, values, &count, NULL);
+		if (err)
+			goto out;
+		done += count;
+	}
+out:
+	free(keys);
+	free(values);
+	return err ? err : (long)done;
+}
+
+long fcb_raw_drain(int fd, __u32 batch, __u32 ncpus)
+{
+	struct fc_flow_key *keys = calloc(batch, sizeof(*keys));
+	struct fc_flow_metrics *values = calloc((size_t)batch * ncpus, sizeof(*values));
+	__u64 in_batch = 0, out_batch = 0;
+	long n = 0, err = 0;
+	int first = 1;
+
+	if (!keys || !values) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		__u32 count = batch;
+
+		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, keys, values,
+						      &count, NULL);
+		if (err && err != -ENOENT)
+			goto out;
+		n += count;
+		if (err == -ENOENT) {
+			err = 0;
+			break;
+		}
+		in_batch = out_batch;
+		first = 0;
+	}
+out:
+	free(keys);
+	free(values);
+	return err ? err : n;
+}
+
+long fcb_per_key_drain(int fd, __u32 ncpus)
+{
+	struct fc_flow_metrics *values = calloc(ncpus, sizeof(*values));
+	struct fc_flow_key key, next;
+	struct fc_flow_key *prev = NULL;
+	long n = 0, err;
+
+	if (!values)
+		return -ENOMEM;
+	/* The seed's loop: next key, look it up, delete it, fold its per-CPU values. */
+	while (!(err = bpf_map_get_next_key(fd, prev, &next))) {
+		struct fc_flow_metrics folded = {};
+		__u32 cpu;
+
+		if (prev)
+			bpf_map_delete_elem(fd, &key);
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, values))
+			continue;
+		for (cpu = 0; cpu < ncpus; cpu++) {
+			folded.packets += values[cpu].packets;
+			folded.bytes += values[cpu].bytes;
+		}
+		n += folded.packets ? 1 : 0;
+	}
+	if (prev)
+		bpf_map_delete_elem(fd, &key);
+	free(values);
+	return err == -ENOENT ? n : err;
+}

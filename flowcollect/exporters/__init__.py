@@ -1,0 +1,1 @@
+"""Exporters: where evicted, deduplicated and decorated flows leave the agent."""
