@@ -1,0 +1,84 @@
+"""Which interfaces the agent attaches to: an allow list and an exclude list.
+
+Entries are exact interface names or `/regex/` (re.search semantics, as the
+seed: /^br-/ matches br-0 but not abr-3). Exclusion wins; an empty allow list
+means every interface; `lo` is excluded by default.
+"""
+import re
+
+from flowcollect.errors import ConfigError
+
+DEFAULT_EXCLUDE = ("lo",)
+IFNAMSIZ = 16  # the kernel's limit, NUL included: a longer exact name can never match
+
+
+def _compile(entry, setting):
+    """An exact name as itself, a /regex/ as a compiled pattern."""
+    if not isinstance(entry, str):
+        raise ConfigError(f"{setting}: {entry!r} is not an interface name or /regex/")
+    entry = entry.strip()
+    if entry.startswith("/"):
+        if len(entry) < 3 or not entry.endswith("/"):
+            raise ConfigError(f"{setting}: {entry!r} is not a /regex/ (a non-empty pattern between two slashes)")
+        try:
+            return re.compile(entry[1:-1])
+        except re.error as exc:
+            raise ConfigError(f"{setting}: bad regex {entry!r}: {exc}") from None
+    if not entry or len(entry) >= IFNAMSIZ or "/" in entry or any(c.isspace() for c in entry):
+        raise ConfigError(f"{setting}: {entry!r} is not an interface name "
+                          f"(1 to {IFNAMSIZ - 1} characters, no '/' or spaces) nor a /regex/")
+    return entry
+
+
+def split_interface_list(text):
+    """Split the comma-separated CLI form into entries.
+
+    A comma inside a /regex/ belongs to the regex (/^(eth|br){1,2}/), so a
+    regex entry runs to the first slash that is followed by a comma or the end.
+    Empty entries are dropped: "" is the empty list.
+    """
+    entries, i = [], 0
+    while i < len(text):
+        while i < len(text) and text[i] in " \t,":
+            i += 1
+        if i == len(text):
+            break
+        if text[i] == "/":
+            end = i + 1
+            while end < len(text) and not (text[end] == "/" and text[end + 1:].lstrip()[:1] in ("", ",")):
+                end += 1
+            end += 1  # past the closing slash, or past the end when there is none
+        else:
+            end = text.find(",", i)
+            end = len(text) if end < 0 else end
+        entries.append(text[i:end].strip())
+        i = end
+    return entries
+
+
+def parse_interface_list(value, setting="interfaces"):
+    """Entries from the CLI/env string form or from a list (config file)."""
+    entries = split_interface_list(value) if isinstance(value, str) else list(value)
+    return [_compile(entry, setting) for entry in entries]
+
+
+def _matches(entry, name):
+    return entry == name if isinstance(entry, str) else entry.search(name) is not None
+
+
+class InterfaceFilter:
+    """allowed(name): is name on the allow list (or the list is empty) and not excluded."""
+
+    def __init__(self, allow=(), exclude=DEFAULT_EXCLUDE):
+        self.allow = parse_interface_list(allow, "interfaces")
+        self.exclude = parse_interface_list(exclude, "exclude_interfaces")
+
+    def allowed(self, name):
+        if any(_matches(entry, name) for entry in self.exclude):
+            return False
+        return not self.allow or any(_matches(entry, name) for entry in self.allow)
+
+    def __repr__(self):
+        def show(entries):
+            return [e if isinstance(e, str) else f"/{e.pattern}/" for e in entries]
+        return f"InterfaceFilter(allow={show(self.allow)}, exclude={show(self.exclude)})"
