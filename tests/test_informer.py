@@ -4,6 +4,7 @@ GIVEN an informer made and started by a thread inside a namespace, WHEN veth
 pairs are created, brought up, renamed, moved and deleted there, THEN the sink
 receives exactly the ADDED/DELETED events that describe it, in order.
 """
+import contextlib
 import logging
 import socket
 import threading
@@ -54,6 +55,17 @@ def start_in(ns, mode, sink, period=POLL_PERIOD):
     return informer
 
 
+@contextlib.contextmanager
+def informing(ns, mode):
+    """A channel fed by an informer started inside ns, stopped at the end of the block."""
+    events = events_channel()
+    informer = start_in(ns, mode, events.put)
+    try:
+        yield events
+    finally:
+        informer.stop()
+
+
 # -- the event logic, without a kernel ----------------------------------------------------
 
 def test_link_table_diffs_snapshots_deletions_first_and_renames_as_delete_then_add():
@@ -86,9 +98,7 @@ def test_an_unknown_mode_is_a_config_error_naming_the_setting():
 def test_lifecycle_of_a_veth_pair_in_both_modes(netns_factory, mode):
     ns = netns_factory("informer")
     ns.exec("ip", "link", "add", "early0", "type", "veth", "peer", "name", "early1")
-    events = events_channel()
-    informer = start_in(ns, mode, events.put)
-    try:
+    with informing(ns, mode) as events:
         # GIVEN the interfaces that exist at start
         assert sorted(receive(events, 3), key=lambda e: e.interface.index) == [
             added("lo", 1), added("early1", ns.ifindex("early1")), added("early0", ns.ifindex("early0"))]
@@ -112,17 +122,13 @@ def test_lifecycle_of_a_veth_pair_in_both_modes(netns_factory, mode):
         ns.exec("ip", "link", "del", "fcren0")
         assert set(receive(events, 2)) == {deleted("fcren0", v0), deleted("fcv1", v1)}
         require_nothing(events, QUIET)
-    finally:
-        informer.stop()
     assert informer_threads() == []
 
 
 @pytest.mark.kernel
 def test_interfaces_moved_in_and_out_of_the_namespace(netns_factory, mode):
     watched, elsewhere = netns_factory("watched"), netns_factory("elsewhere")
-    events = events_channel()
-    informer = start_in(watched, mode, events.put)
-    try:
+    with informing(watched, mode) as events:
         assert receive(events) == [added("lo", 1)]
         elsewhere.exec("ip", "link", "add", "fcmv0", "type", "veth", "peer", "name", "fcmv1")
         elsewhere.exec("ip", "link", "set", "fcmv0", "netns", watched.name)
@@ -132,8 +138,6 @@ def test_interfaces_moved_in_and_out_of_the_namespace(netns_factory, mode):
         watched.exec("ip", "link", "set", "fcmv0", "netns", elsewhere.name)
         assert receive(events) == [deleted("fcmv0", index)]
         require_nothing(events, QUIET)
-    finally:
-        informer.stop()
 
 
 @pytest.mark.kernel
@@ -142,17 +146,13 @@ def test_a_port_leaving_a_bridge_is_not_a_deleted_interface(netns_factory, mode)
     ns = netns_factory("bridge")
     ns.exec("ip", "link", "add", "br-fc", "type", "bridge")
     ns.exec("ip", "link", "add", "fcport0", "type", "veth", "peer", "name", "fcport1")
-    events = events_channel()
-    informer = start_in(ns, mode, events.put)
-    try:
+    with informing(ns, mode) as events:
         assert len(receive(events, 4)) == 4  # lo, the bridge, both veth ends
         for _ in range(2):
             ns.exec("ip", "link", "set", "fcport0", "master", "br-fc")
             ns.exec("ip", "link", "set", "fcport0", "up")
             ns.exec("ip", "link", "set", "fcport0", "nomaster")
         require_nothing(events, QUIET)
-    finally:
-        informer.stop()
 
 
 @pytest.mark.kernel
