@@ -1,0 +1,5 @@
+import sys
+
+from flowcollect.cli import main
+
+sys.exit(main())

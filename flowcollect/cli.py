@@ -1,0 +1,73 @@
+"""The `flowcollect` command: run the agent (default), subscribe, check settings.
+
+Exit codes: 0 success (also after SIGTERM/SIGINT), 1 runtime failure
+(missing privileges, kernel errors), 2 bad option or config value. Every
+error is one line on stderr.
+"""
+import sys
+
+from flowcollect import __version__, config, logs
+from flowcollect.errors import FlowcollectError
+from flowcollect.runtime import DEFAULT_PUBLIC_ENDPOINT
+
+COMMANDS = ("run", "sub")
+
+
+def build_parser():
+    parser = config.OneLineParser(prog="flowcollect", description="eBPF network-flow agent.")
+    parser.add_argument("--version", action="version", version=f"flowcollect {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="run the agent (the default command)")
+    config.add_setting_arguments(run)
+    run.add_argument("--config", metavar="FILE", help=f"TOML file of settings [env {config.ENV_PREFIX}CONFIG]")
+    run.add_argument("--print-config", action="store_true", help="print the effective settings as TOML and exit")
+    run.add_argument("--check-config", action="store_true", help="check the settings and exit")
+    sub = commands.add_parser("sub", help="subscribe to a running agent's flows")
+    sub.add_argument("--endpoint", default=DEFAULT_PUBLIC_ENDPOINT, help="the agent's zmq output endpoint")
+    sub.add_argument("--format", choices=("json", "binary"), default="json",
+                     help="topic to read: json, or binary decoded to JSON lines")
+    sub.add_argument("--top", action="store_true", help="a live table of the top talkers")
+    sub.add_argument("--count", type=int, default=None, help="exit after this many flows")
+    sub.add_argument("--curve-server-key", default=None, help="the agent's CURVE public key (Z85), for tcp endpoints")
+    return parser
+
+
+def run_agent(args):
+    settings = config.from_arguments(args)
+    if args.print_config:
+        print(settings.render())
+        return 0
+    if args.check_config:
+        print("flowcollect: configuration OK")
+        return 0
+    logs.setup(settings.log_level)
+    from flowcollect.collector import Collector
+    from flowcollect.privileges import require_kernel_privileges
+
+    require_kernel_privileges()
+    collector = Collector(settings)
+    collector.install_signal_handlers()
+    return collector.run()
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sub":
+            from flowcollect import subscriber
+
+            logs.setup("info")
+            return subscriber.run(args.endpoint, args.format, args.top, args.count, args.curve_server_key)
+        return run_agent(args)
+    except FlowcollectError as exc:
+        print(f"flowcollect: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

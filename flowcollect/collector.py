@@ -1,0 +1,289 @@
+"""The collector process: everything that touches the kernel, and the workers' supervisor.
+
+    informer ─► TC attach/detach (TcAttacher), interface names (InterfaceNamer)
+    map tracer ─────────────┐
+    ring-buffer tracer ─► accounter ─┴─► shard by dedup key ─► PUSH to worker i
+    status PULL ◄─ workers            publishing proxy (XSUB/XPUB) ◄─ workers' PUB
+
+Threads: the map tracer, the ring-buffer tracer, the accounter, the informer
+and the publishing proxy each run in their own; the main thread forwards
+batches to the workers, reads their status and restarts the ones that die.
+Signal handlers only set flags. On SIGTERM/SIGINT: one last swap-and-drain,
+every batch forwarded, STOP to every worker, workers waited for, our TC
+filters removed, exit 0.
+"""
+import logging
+import signal
+import threading
+import time
+
+import numpy as np
+import zmq
+
+from flowcollect import wire
+from flowcollect.agent_ip import resolve_agent_ip
+from flowcollect.channel import Channel, Closed
+from flowcollect.informer import new_informer
+from flowcollect.interface_filter import InterfaceFilter
+from flowcollect.interface_namer import InterfaceNamer
+from flowcollect.kernel import FlowKernel
+from flowcollect.publish_proxy import PublishProxy
+from flowcollect.runtime import RuntimeDir
+from flowcollect.sharding import split
+from flowcollect.stages.accounter import Accounter
+from flowcollect.stages.limiter import CapacityLimiter
+from flowcollect.stages.map_tracer import MapTracer
+from flowcollect.stages.ringbuf_tracer import RingBufTracer
+from flowcollect.supervisor import Supervisor
+
+log = logging.getLogger("flowcollect.collector")
+RINGBUF_LOG_TIMEOUT_S = 60.0
+FORWARD_POLL_S = 0.05
+STOP_GRACE_S = 3.0
+CONTROL_TIMEOUT_MS = 1000
+WORKER_READY_TIMEOUT_S = 20.0
+
+
+class Flags:
+    """Set by signal handlers, acted on by the main loop."""
+
+    def __init__(self):
+        self.stop = False
+        self.reopen = False
+
+
+class WorkerLink:
+    """The collector's side of one worker: its PUSH socket and what became of the flows sent."""
+
+    def __init__(self, ctx, index, endpoint, hwm):
+        self.index = index
+        self.socket = ctx.socket(zmq.PUSH)
+        self.socket.setsockopt(zmq.SNDHWM, hwm)
+        # Queue only to a connected worker: while one restarts, its batches are
+        # dropped and counted here rather than piled up for a process that is gone.
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        self.socket.setsockopt(zmq.LINGER, int(STOP_GRACE_S * 1000))
+        self.socket.bind(endpoint)
+        self.publisher = wire.Publisher(0)
+        self.sent_flows = 0      # since the worker instance started
+        self.status = {}
+        self.dead_instances = set()
+        self.lost_flows = 0      # over all instances: sent to a worker that died before exporting them
+        self.needs_names = False
+
+    def try_put(self, batch):
+        """The limiter's view of the link: send now, or report that the worker has no room."""
+        try:
+            self.socket.send_multipart(wire.flows_message(self.publisher, batch), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        self.sent_flows += len(batch)
+        return True
+
+    def send_control(self, frames, timeout_ms=CONTROL_TIMEOUT_MS):
+        """Control messages are small and rare: wait a little for room rather than lose one."""
+        if not self.socket.poll(timeout_ms, zmq.POLLOUT):
+            return False
+        try:
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def update_status(self, status):
+        if status["instance"] not in self.dead_instances:
+            self.status = status
+
+    def accounted(self):
+        s = self.status
+        return s.get("exported_flows", 0) + s.get("dedup_dropped", 0) + s.get("limiter_dropped", 0)
+
+    def instance_died(self):
+        """Count what the dead instance never accounted for; start afresh for the next one."""
+        lost = max(0, self.sent_flows - self.accounted())
+        self.lost_flows += lost
+        self.sent_flows = 0
+        if "instance" in self.status:
+            self.dead_instances.add(self.status["instance"])
+        self.status = {}
+        return lost
+
+
+class Collector:
+    def __init__(self, config):
+        self.config = config
+        self.flags = Flags()
+        self.stop_tracing = threading.Event()
+        self.names_sent = {}
+        self.forward_limiter = CapacityLimiter()
+        self.evicted_flows = 0
+
+    def install_signal_handlers(self):
+        def stop(*_):
+            self.flags.stop = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self.flags, "reopen", True))
+
+    def run(self):
+        config = self.config
+        agent_ip = str(resolve_agent_ip(config.agent_ip, config.agent_ip_iface, config.agent_ip_type))
+        kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
+                            ringbuf_bytes=config.ringbuf_size)
+        rundir = RuntimeDir()
+        ctx = zmq.Context()
+        closers = [rundir.remove, kernel.close]
+        try:
+            self._run(config, agent_ip, kernel, rundir, ctx, closers)
+        finally:
+            for close in reversed(closers):
+                close()
+            ctx.term()
+        log.info("stopped: %d flows evicted, our TC filters removed", self.evicted_flows)
+        return 0
+
+    def _run(self, config, agent_ip, kernel, rundir, ctx, closers):
+        workers = config.worker_count
+        publish = [o.target for o in config.output if o.kind == "zmq"]
+        self.links = [WorkerLink(ctx, i, rundir.shard_endpoint(i), config.buffers_length) for i in range(workers)]
+        closers.append(lambda: [link.socket.close() for link in self.links])
+        self.status_socket = ctx.socket(zmq.PULL)
+        self.status_socket.bind(rundir.status_endpoint)
+        closers.append(self.status_socket.close)
+        proxy = None
+        if publish:
+            proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4)
+            proxy.start()
+            closers.append(proxy.join)
+        specs = [self._worker_spec(i, rundir, agent_ip, bool(publish)) for i in range(workers)]
+        supervisor = Supervisor(specs, on_exit=self._worker_died, on_restart=self._worker_restarted)
+
+        namer = InterfaceNamer()
+        self.namer = namer
+        from flowcollect.tc_attacher import TcAttacher
+        attacher = TcAttacher(kernel, InterfaceFilter(config.interfaces, config.exclude_interfaces), namer)
+        informer = new_informer(config.listen_interfaces, attacher.handle, config.listen_poll_period)
+        informer.start()
+        closers.append(informer.stop)
+        log.info("tracing %s", ", ".join(sorted(attacher.attached().values())) or "no interface yet")
+
+        map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling)
+        ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
+        accounter = Accounter(config.cache_max_flows, config.cache_active_timeout, sampling=config.sampling)
+        map_out, ring_out, acc_out = Channel(config.buffers_length), Channel(config.buffers_length), Channel(config.buffers_length)
+        stages = [threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(map_out,), name="map-tracer"),
+                  threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
+                  threading.Thread(target=accounter.account, args=(ring_out, acc_out), name="accounter")]
+        supervisor.start()
+        self._wait_for_workers(supervisor)
+        for stage in stages:
+            stage.start()
+
+        self._forward_until_stopped([map_out, acc_out], supervisor)
+        log.info("stopping: last swap-and-drain, then every flow to the workers")
+        self.stop_tracing.set()
+        self._forward_until_closed([map_out, acc_out], supervisor)
+        for stage in stages:
+            stage.join()
+        for link in self.links:
+            link.send_control(wire.stop_message(link.publisher))
+        supervisor.stop(grace_s=STOP_GRACE_S)
+        self._read_status()
+        if proxy is not None:
+            proxy.finish()
+
+    def _wait_for_workers(self, supervisor):
+        """Start tracing once every worker has said hello: no first batch is sent into the void."""
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while not all(link.status for link in self.links):
+            if time.monotonic() > deadline or self.flags.stop:
+                missing = [link.index for link in self.links if not link.status]
+                raise RuntimeError(f"workers {missing} did not start within {WORKER_READY_TIMEOUT_S:.0f} s")
+            supervisor.check()
+            if self.status_socket.poll(100):
+                self._read_status()
+
+    def _worker_spec(self, index, rundir, agent_ip, publish):
+        config = self.config
+        return {
+            "index": index,
+            "shard_endpoint": rundir.shard_endpoint(index),
+            "status_endpoint": rundir.status_endpoint,
+            "publish_endpoint": rundir.publish_endpoint if publish else None,
+            "buffers_length": config.buffers_length,
+            "agent_ip": agent_ip,
+            "deduper": {"type": config.deduper, "expire_time": config.deduper_expiry,
+                        "just_mark": config.deduper_just_mark},
+            "outputs": [str(o) for o in config.output if o.kind not in ("zmq", "none")],
+            "jsonl_lock": rundir.file("jsonl.lock"),
+            "log_level": config.log_level,
+        }
+
+    # --- the main loop ---
+
+    def _forward_until_stopped(self, channels, supervisor):
+        while not self.flags.stop:
+            self._service(supervisor)
+            self._forward_some(channels)
+
+    def _forward_until_closed(self, channels, supervisor):
+        while not all(ch.closed and not len(ch) for ch in channels):
+            self._service(supervisor)
+            self._forward_some(channels)
+
+    def _service(self, supervisor):
+        if self.flags.reopen:
+            self.flags.reopen = False
+            for worker in supervisor.alive():
+                worker.signal(signal.SIGHUP)
+        self._read_status()
+        supervisor.check()
+        self.forward_limiter.tick()
+
+    def _forward_some(self, channels):
+        got = False
+        for ch in channels:
+            try:
+                batch = ch.get(timeout=0 if got else FORWARD_POLL_S / len(channels))
+            except (TimeoutError, Closed):
+                continue
+            got = True
+            self._forward(batch)
+
+    def _forward(self, batch):
+        self.evicted_flows += len(batch)
+        self._announce_names(batch.flows["if_index"])
+        for index, part in split(batch, len(self.links)):
+            link = self.links[index]
+            if link.needs_names and link.send_control(wire.interfaces_message(link.publisher, self.names_sent)):
+                link.needs_names = False
+            self.forward_limiter.offer(part, link)
+
+    def _announce_names(self, if_index):
+        present = np.unique(if_index).tolist()
+        changed = {i: self.namer(i) for i in present}
+        changed = {i: name for i, name in changed.items() if self.names_sent.get(i) != name}
+        if changed:
+            self.names_sent.update(changed)
+            for link in self.links:
+                link.send_control(wire.interfaces_message(link.publisher, changed))
+
+    def _read_status(self):
+        while True:
+            try:
+                frames = self.status_socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            _, header, body = wire.split(frames)
+            status = wire.read_status(body)
+            self.links[status["worker"]].update_status(status)
+
+    def _worker_died(self, worker, code):
+        self._read_status()
+        lost = self.links[worker.index].instance_died()
+        if lost:
+            log.error("worker %d died with %d flows not exported (counted as lost)", worker.index, lost)
+
+    def _worker_restarted(self, worker):
+        self.links[worker.index].needs_names = bool(self.names_sent)

@@ -1,0 +1,156 @@
+"""A worker process: dedup -> decorate -> limiter -> exporters, for one dedup shard.
+
+    python -m flowcollect.worker --spec JSON   (started by the collector's supervisor)
+
+The intake loop takes FLOWS, INTERFACES and STOP messages from the
+collector's PUSH socket for this shard and runs dedup and decoration on each
+batch; the limiter hands batches to the export thread through a bounded
+channel and drops (and counts) what does not fit, so a stuck output never
+backs up into the collector. After every exported batch, and every second,
+a STATUS message tells the collector what became of the flows it sent.
+"""
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+import orjson
+import zmq
+
+from flowcollect import logs, wire
+from flowcollect.channel import Channel
+from flowcollect.exporters.outputs import build_outputs
+from flowcollect.stages.decorator import Decorator
+from flowcollect.stages.deduper import Deduper
+from flowcollect.stages.limiter import CapacityLimiter
+from flowcollect.supervisor import die_with_parent
+
+log = logging.getLogger("flowcollect.worker")
+STATUS_PERIOD_S = 1.0
+POLL_MS = 200
+
+
+class Flags:
+    """Set by signal handlers, read by the loops (handlers do nothing else)."""
+
+    def __init__(self):
+        self.terminate = False
+        self.reopen = False
+
+
+class Worker:
+    def __init__(self, spec, ctx, flags):
+        self.spec = spec
+        self.index = spec["index"]
+        self.flags = flags
+        self.intake = ctx.socket(zmq.PULL)
+        self.intake.setsockopt(zmq.RCVHWM, spec["buffers_length"])
+        self.intake.connect(spec["shard_endpoint"])
+        self.status = ctx.socket(zmq.PUSH)
+        self.status.setsockopt(zmq.LINGER, 1000)
+        self.status.connect(spec["status_endpoint"])
+        self.publisher = wire.Publisher(self.index + 1)
+
+        self.names = {}
+        dedup = spec["deduper"]
+        self.dedup = Deduper(dedup["type"], dedup["expire_time"], dedup["just_mark"]).batch_filter()
+        self.decorate = Decorator(spec["agent_ip"], self._name_of)
+        self.limiter = CapacityLimiter()
+        self.outputs = build_outputs(spec, ctx)
+        self.export_queue = Channel(spec["buffers_length"])
+        self.exporter = threading.Thread(target=self._export_loop, name="exporter", daemon=True)
+        self.counts = {"received_flows": 0, "dedup_dropped": 0, "exported_flows": 0}
+        self._lock = threading.Lock()
+        self._last_status = 0.0
+
+    def _name_of(self, if_index):
+        return self.names.get(if_index) or f"if{if_index}"
+
+    def run(self):
+        self.exporter.start()
+        self.send_status()
+        try:
+            self._intake_loop()
+        finally:
+            self.export_queue.close()
+            self.exporter.join()
+            self.outputs.close()
+            self.send_status(final=True)
+            self.status.close()
+            self.intake.close()
+
+    def _intake_loop(self):
+        poller = zmq.Poller()
+        poller.register(self.intake, zmq.POLLIN)
+        while True:
+            if self.flags.reopen:
+                self.flags.reopen = False
+                self.outputs.reopen()
+            if self.flags.terminate:
+                # The stop ladder's second step, or the collector died (PR_SET_PDEATHSIG).
+                log.warning("worker %d: terminated; exporting what it holds and exiting", self.index)
+                return
+            if poller.poll(POLL_MS):
+                _, header, body = wire.split(self.intake.recv_multipart(copy=False))
+                if header.kind == wire.STOP:
+                    return
+                if header.kind == wire.INTERFACES:
+                    self.names.update(wire.read_interfaces(body))
+                elif header.kind == wire.FLOWS:
+                    self._take(wire.read_flows(header, body))
+            self.limiter.tick()
+            if time.monotonic() - self._last_status >= STATUS_PERIOD_S:
+                self.send_status()
+
+    def _take(self, batch):
+        with self._lock:
+            self.counts["received_flows"] += len(batch)
+        kept = self.dedup(batch)
+        kept_flows = len(kept) if kept is not None else 0
+        with self._lock:
+            self.counts["dedup_dropped"] += len(batch) - kept_flows
+        if kept_flows:
+            self.limiter.offer(self.decorate.process(kept), self.export_queue)
+
+    def _export_loop(self):
+        for batch in self.export_queue:
+            self.outputs.export(batch)
+            with self._lock:
+                self.counts["exported_flows"] += len(batch)
+            self.send_status()
+
+    def send_status(self, final=False):
+        with self._lock:
+            status = dict(self.counts, worker=self.index, instance=self.publisher.instance,
+                          limiter_dropped=self.limiter.dropped_flows, final=final,
+                          outputs=self.outputs.counters())
+            self._last_status = time.monotonic()
+            try:
+                self.status.send_multipart(wire.status_message(self.publisher, status), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the next status carries the same cumulative counts
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="flowcollect.worker")
+    parser.add_argument("--spec", required=True, help="JSON from the collector")
+    spec = orjson.loads(parser.parse_args(argv).spec)
+    logs.setup(spec.get("log_level", "info"))
+    die_with_parent()
+    flags = Flags()
+    # Ctrl-C belongs to the collector, which drains the kernel first and then sends STOP.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(flags, "terminate", True))
+    signal.signal(signal.SIGHUP, lambda *_: setattr(flags, "reopen", True))
+    ctx = zmq.Context()
+    try:
+        Worker(spec, ctx, flags).run()
+    finally:
+        ctx.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
