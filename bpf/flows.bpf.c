@@ -349,7 +349,13 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	}
 	metrics = bpf_map_lookup_elem(flows, &key);
 	if (metrics) {
-		/* Per-CPU value: this CPU is its only writer. */
+		/*
+		 * Per-CPU value: this CPU is its only writer. Its slot is still
+		 * empty if another CPU created the flow: start it, or the fold in
+		 * user space (which skips slots with no first-seen time) drops it.
+		 */
+		if (!metrics->first_seen_ns)
+			metrics->first_seen_ns = now;
 		metrics->packets += pkt.segments;
 		metrics->bytes += bytes;
 		metrics->last_seen_ns = now;

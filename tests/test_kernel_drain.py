@@ -45,7 +45,7 @@ def test_drain_while_traffic_flows_loses_nothing(two_hosts):
     with FlowKernel(4096) as kernel:
         attach(kernel, a)
         senders = [udp_sender(a, b.ipv4, 30000 + i, 31000, per_sender) for i in range(2)]
-        drained = []
+        drained, everything = [], []
         drains_during_traffic = 0
         for s in senders:
             s.start()
@@ -53,13 +53,18 @@ def test_drain_while_traffic_flows_loses_nothing(two_hosts):
         while any(s.is_alive() for s in senders) and time.monotonic() < deadline:
             batch, _ = kernel.swap_and_drain()
             drained.append(matching(batch, if_index=a.ifindex, dst_port=31000).copy())
+            everything.append(batch.copy())
             drains_during_traffic += 1
         for s in senders:
             s.join(timeout=10)
         batch, _ = kernel.swap_and_drain()
         drained.append(matching(batch, if_index=a.ifindex, dst_port=31000).copy())
+        everything.append(batch.copy())
+        counters = kernel.counters()
 
     assert drains_during_traffic >= 20, "traffic ended before 20 drains: raise per_sender"
+    # Nothing the programs counted went missing between the count and the drains.
+    assert counters["packets_seen"] == sum(int(d["packets"].sum()) for d in everything)
     for i in range(2):
         rows = [matching(d, src_port=30000 + i) for d in drained]
         packets = sum(totals(r)[0] for r in rows)
@@ -67,6 +72,30 @@ def test_drain_while_traffic_flows_loses_nothing(two_hosts):
         assert (packets, nbytes) == (per_sender, per_sender * (UDP_FRAME + 18))
     flows_per_drain = [len(d) for d in drained]
     assert sum(1 for n in flows_per_drain if n) >= 20  # the flows really were split across drains
+
+
+def test_a_flow_counted_on_two_cpus_is_drained_whole(two_hosts):
+    """The flow is created on one CPU; the other CPU's slot starts empty and must be started."""
+    a, b = two_hosts
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.fail("this test needs two CPUs")
+    home = os.sched_getaffinity(0)
+    with FlowKernel(1024) as kernel:
+        attach(kernel, a)
+        sock = a.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((a.ipv4, 32000))
+        try:
+            for cpu, count in ((cpus[0], 5), (cpus[1], 7)):
+                os.sched_setaffinity(0, {cpu})  # this thread: its sends run the program on that CPU
+                for _ in range(count):
+                    sock.sendto(b"c", (b.ipv4, 32001))
+        finally:
+            os.sched_setaffinity(0, home)
+        row = only_flow(kernel.swap_and_drain()[0], if_index=a.ifindex, src_port=32000, dst_port=32001)
+    assert int(row["packets"]) == 12
+    assert int(row["bytes"]) == 12 * (UDP_FRAME + 1)
+    assert 0 < row["first_seen_ns"] < row["last_seen_ns"]
 
 
 def test_full_map_falls_back_to_the_ring_buffer_without_loss(two_hosts):

@@ -1,0 +1,128 @@
+"""The command-line contract (SPEC §7.1): settings, precedence, errors, privileges."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flowcollect import config
+
+FLOWCOLLECT = os.path.join(os.path.dirname(sys.executable), "flowcollect")
+
+BAD_VALUES = {
+    "interfaces": "/[unclosed/",
+    "exclude_interfaces": "/(/",
+    "listen_interfaces": "sometimes",
+    "listen_poll_period": "soon",
+    "direction": "sideways",
+    "cache_max_flows": "0",
+    "cache_active_timeout": "5 parsecs",
+    "ringbuf_size": "1000",
+    "sampling": "-1",
+    "deduper": "lastCome",
+    "deduper_fc_expiry": "0s",
+    "deduper_just_mark": "maybe",
+    "workers": "0",
+    "buffers_length": "none",
+    "output": "kafka:broker:9092",
+    "metrics_address": "localhost",
+    "agent_ip": "10.0.0.256",
+    "agent_ip_iface": "internal",
+    "agent_ip_type": "ipv5",
+    "log_level": "chatty",
+}
+
+
+def run(*args, env=None, **kwargs):
+    return subprocess.run([FLOWCOLLECT, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def test_every_setting_has_a_bad_value_in_this_test():
+    assert set(BAD_VALUES) == {s.name for s in config.SETTINGS}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_bad_flag_value_is_one_line_naming_the_setting_exit_2(name):
+    setting = config.BY_NAME[name]
+    arg = f"{setting.flag}={BAD_VALUES[name]}" if not setting.switch else None
+    if setting.switch:  # a switch takes no value on the command line: try its env var instead
+        result = run("--check-config", env={setting.env: BAD_VALUES[name]})
+        named = setting.env
+    else:
+        result = run(arg, "--check-config")
+        named = setting.flag
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "expected" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("name", ["cache_max_flows", "direction", "output"])
+def test_bad_env_and_file_values_are_named_too(tmp_path, name):
+    setting = config.BY_NAME[name]
+    result = run("--check-config", env={setting.env: BAD_VALUES[name]})
+    assert result.returncode == 2 and setting.env in result.stderr
+    conf = tmp_path / "flowcollect.toml"
+    conf.write_text(f'{name} = "{BAD_VALUES[name]}"\n')
+    result = run("--config", str(conf), "--check-config")
+    assert result.returncode == 2 and name in result.stderr and str(conf) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_option_and_unknown_file_key_exit_2(tmp_path):
+    result = run("--cache-max-flow", "10")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    conf = tmp_path / "flowcollect.toml"
+    conf.write_text("cache_max_flow = 10\n")
+    result = run("--config", str(conf), "--check-config")
+    assert result.returncode == 2 and "cache_max_flow" in result.stderr
+
+
+def test_precedence_defaults_file_env_flags(tmp_path):
+    conf = tmp_path / "flowcollect.toml"
+    conf.write_text('cache_max_flows = 111\nsampling = 3\ndirection = "egress"\nworkers = 2\n')
+    result = run("--config", str(conf), "--print-config", "--sampling", "7",
+                 env={"FLOWCOLLECT_SAMPLING": "5", "FLOWCOLLECT_DIRECTION": "ingress"})
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" = ")[0]: line for line in result.stdout.splitlines() if " = " in line}
+    assert lines["cache_max_flows"] == "cache_max_flows = 111  # file"
+    assert lines["direction"] == 'direction = "ingress"  # env'
+    assert lines["sampling"] == "sampling = 7  # flag"
+    assert lines["cache_active_timeout"] == 'cache_active_timeout = "5s"  # default'
+
+
+def test_printed_config_is_accepted_back(tmp_path):
+    printed = run("--print-config", "--cache-active-timeout", "200ms", "--output", "jsonl:/tmp/x.jsonl")
+    conf = tmp_path / "printed.toml"
+    conf.write_text(printed.stdout)
+    again = run("--config", str(conf), "--print-config")
+    assert again.returncode == 0, again.stderr
+    strip = lambda text: [line.split("  #")[0] for line in text.splitlines()]  # noqa: E731
+    assert strip(again.stdout) == strip(printed.stdout)
+
+
+def _unprivileged(*args):
+    """flowcollect as nobody, with no capabilities at all."""
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "--inh-caps=-all", "--bounding-set=-all", FLOWCOLLECT, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_without_root_one_line_names_the_missing_capabilities():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become nobody")
+    result = _unprivileged("--interfaces", "lo", "--output", "none")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "CAP_BPF" in lines[0] and "CAP_NET_ADMIN" in lines[0] and "root" in lines[0]
+
+
+def test_root_without_cap_bpf_is_told_which_one_is_missing():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop a capability")
+    result = subprocess.run(["setpriv", "--inh-caps=-bpf,-sys_admin", "--bounding-set=-bpf,-sys_admin",
+                             FLOWCOLLECT, "--output", "none"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    line, = result.stderr.strip().splitlines()
+    assert "CAP_BPF" in line and "CAP_NET_ADMIN" not in line
