@@ -65,7 +65,7 @@ def main(argv=None):
     except FlowcollectError as exc:
         print(f"flowcollect: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         return 0
 
 

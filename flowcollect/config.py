@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from flowcollect.errors import ConfigError
+from flowcollect.interface_filter import parse_interface_list, split_interface_list
 from flowcollect.units import format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "FLOWCOLLECT_"
@@ -94,16 +95,13 @@ def boolean(value):
 
 
 def name_list(value):
-    """Comma-separated names or /regex/ (a TOML list is accepted as is)."""
-    items = value if isinstance(value, list) else str(value).split(",")
-    names = [str(item).strip() for item in items if str(item).strip()]
-    for name in names:
-        if len(name) > 1 and name.startswith("/") and name.endswith("/"):
-            try:
-                re.compile(name[1:-1])
-            except re.error as exc:
-                raise ValueError(f"names or /regex/ (bad regex {name}: {exc})") from None
-    return names
+    """Comma-separated names or /regex/ (a TOML list is accepted as is), checked by the interface filter."""
+    entries = [str(v) for v in value] if isinstance(value, list) else split_interface_list(str(value))
+    try:
+        parse_interface_list(entries)
+    except ConfigError as exc:
+        raise ValueError(f"interface names or /regex/ ({exc})") from None
+    return entries
 
 
 @dataclass(frozen=True)

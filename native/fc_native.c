@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -162,6 +163,7 @@ struct fc_ringbuf_sink {
 };
 
 struct fc_attachment {
+	__u64 netns; /* inode of the network namespace the interface is in */
 	int ifindex;
 	bool ingress, egress;
 	struct bpf_tc_opts ingress_opts, egress_opts;
@@ -292,12 +294,20 @@ fail:
 	return err;
 }
 
-static struct fc_attachment *find_attachment(struct fc_agent *agent, int ifindex)
+/* Interface indexes are per network namespace: an attachment is (namespace, ifindex). */
+static __u64 current_netns(void)
+{
+	struct stat st;
+
+	return stat("/proc/thread-self/ns/net", &st) ? 0 : st.st_ino;
+}
+
+static struct fc_attachment *find_attachment(struct fc_agent *agent, __u64 netns, int ifindex)
 {
 	size_t i;
 
 	for (i = 0; i < agent->n_attachments; i++)
-		if (agent->attachments[i].ifindex == ifindex)
+		if (agent->attachments[i].ifindex == ifindex && agent->attachments[i].netns == netns)
 			return &agent->attachments[i];
 	return NULL;
 }
@@ -357,10 +367,10 @@ static int attach_filter(int ifindex, enum bpf_tc_attach_point point, int prog_f
 int fc_agent_attach(struct fc_agent *agent, int ifindex)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
-	struct fc_attachment att = { .ifindex = ifindex };
+	struct fc_attachment att = { .netns = current_netns(), .ifindex = ifindex };
 	int err;
 
-	if (find_attachment(agent, ifindex))
+	if (find_attachment(agent, att.netns, ifindex))
 		return 0;
 	if (agent->n_attachments == agent->cap_attachments) {
 		size_t cap = agent->cap_attachments ? agent->cap_attachments * 2 : 16;
@@ -398,7 +408,7 @@ int fc_agent_attach(struct fc_agent *agent, int ifindex)
 
 int fc_agent_detach(struct fc_agent *agent, int ifindex)
 {
-	struct fc_attachment *att = find_attachment(agent, ifindex);
+	struct fc_attachment *att = find_attachment(agent, current_netns(), ifindex);
 	int err = 0;
 
 	if (!att)
