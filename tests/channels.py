@@ -1,0 +1,45 @@
+"""Test helpers for stages that talk through channels, as in the seed's tests."""
+import threading
+
+import pytest
+
+from flowcollect.channel import Closed
+
+TIMEOUT_S = 5.0
+
+
+def receive_timeout(channel, timeout=TIMEOUT_S):
+    """The next item of channel; fails the test if none comes within timeout seconds."""
+    try:
+        return channel.get(timeout=timeout)
+    except TimeoutError:
+        pytest.fail(f"nothing received within {timeout} s")
+    except Closed:
+        pytest.fail("the channel was closed before anything was received")
+
+
+def require_nothing(channel, wait=0.0):
+    """Fails the test if an item arrives within `wait` seconds (a closed channel is nothing)."""
+    try:
+        item = channel.get(timeout=wait)
+    except (TimeoutError, Closed):
+        return
+    pytest.fail(f"unexpected item: {item!r}")
+
+
+def require_closed(channel, timeout=TIMEOUT_S):
+    """Fails the test unless the channel is closed and drained within timeout seconds."""
+    try:
+        item = channel.get(timeout=timeout)
+    except Closed:
+        return
+    except TimeoutError:
+        pytest.fail(f"the channel was not closed within {timeout} s")
+    pytest.fail(f"unexpected item before the end: {item!r}")
+
+
+def start(target, *args):
+    """Run a stage in a daemon thread (it dies with the test run if a test hangs)."""
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread

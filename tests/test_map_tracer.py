@@ -1,0 +1,167 @@
+"""Map tracer: periodic and flushed evictions of the kernel map (SPEC §5, §8 case 3, §9)."""
+import threading
+import time
+
+import numpy as np
+
+from flowcollect import records
+from flowcollect.channel import Channel
+from flowcollect.flow import MapTracer
+from flowcollect.kernel import fold_percpu
+from tests.channels import receive_timeout, require_closed, require_nothing, start
+from tests.fakes import FakeFetcher, flows
+
+T = 1_661_272_402 * 10**9
+HOUR = 3600
+
+
+def percpu(*cpus):
+    """A FLOW_METRICS array, one row per CPU: (packets, bytes, first_seen_ns, last_seen_ns, tcp_flags)."""
+    out = np.zeros(len(cpus), dtype=records.FLOW_METRICS)
+    for row, values in zip(out, cpus):
+        row["packets"], row["bytes"], row["first_seen_ns"], row["last_seen_ns"], row["tcp_flags"] = values
+    return out
+
+
+def folded(metrics):
+    return tuple(int(metrics[name]) for name in ("packets", "bytes", "first_seen_ns", "last_seen_ns", "tcp_flags"))
+
+
+def test_per_cpu_values_fold_into_one_flow():
+    # GIVEN a flow seen on one CPU of four, THEN the empty CPUs do not count
+    assert folded(fold_percpu(percpu(
+        (0, 0, 0, 0, 0),
+        (7, 0x22D, 0x176A790B240B, 0x176A792A755B, 1),
+        (0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0),
+    ))) == (7, 0x22D, 0x176A790B240B, 0x176A792A755B, 1)
+    # GIVEN a flow seen on two CPUs, THEN sums, earliest start, latest end, OR-ed flags
+    assert folded(fold_percpu(percpu(
+        (3, 0x5C4, 0x17F3E9613A7F, 0x17F3E979816E, 1),
+        (2, 0x8C, 0x17F3E9633A7F, 0x17F3E96F164E, 1),
+        (0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0),
+    ))) == (5, 0x5C4 + 0x8C, 0x17F3E9613A7F, 0x17F3E979816E, 1)
+
+
+class CountingClock:
+    def __init__(self, value):
+        self.value, self.reads = value, 0
+
+    def __call__(self):
+        self.reads += 1
+        return self.value
+
+
+def test_an_eviction_converts_times_with_one_clock_pair_in_signed_arithmetic():
+    # GIVEN a map holding a flow that ended after the monotonic "now" read by the eviction
+    fetcher = FakeFetcher()
+    fetcher.put(flows({"src_port": 1, "packets": 3, "first_seen_ns": 123, "last_seen_ns": 1123},
+                      {"src_port": 2, "packets": 1, "first_seen_ns": 999, "last_seen_ns": 999}))
+    wall, mono = CountingClock(T), CountingClock(1000)
+    tracer = MapTracer(fetcher, HOUR, sampling=100, clock=wall, mono_clock=mono)
+
+    # WHEN it is evicted
+    batch = tracer.evict()
+
+    # THEN the rows are export rows with wall-clock times, before and after T, and the rate
+    assert batch.flows.dtype == records.FLOW_EXPORT
+    assert (batch.flows["time_flow_start_ns"] - T).tolist() == [-877, -1]
+    assert (batch.flows["time_flow_end_ns"] - T).tolist() == [123, -1]
+    assert batch.flows["sampling"].tolist() == [100, 100]
+    assert batch.flows["packets"].tolist() == [3, 1]
+    # AND each clock was read once for the whole eviction
+    assert (wall.reads, mono.reads) == (1, 1)
+
+
+def test_default_clocks_put_kernel_times_at_the_current_wall_time():
+    fetcher = FakeFetcher()
+    fetcher.put(flows({"first_seen_ns": time.monotonic_ns(), "last_seen_ns": time.monotonic_ns()}))
+    row = MapTracer(fetcher, HOUR).evict().flows[0]
+    assert abs(row["time_flow_end_ns"] - time.time_ns()) < 10**9
+
+
+def test_evicted_rows_are_copies_of_the_fetchers_buffer():
+    # GIVEN a fetcher that reuses its buffer, as FlowKernel does
+    fetcher = FakeFetcher()
+    tracer = MapTracer(fetcher, HOUR)
+    fetcher.put(flows({"src_port": 1}))
+    first = tracer.evict()
+    # WHEN the next eviction overwrites the buffer
+    fetcher.put(flows({"src_port": 2}))
+    tracer.evict()
+    # THEN the first batch is unchanged
+    assert first.flows["src_port"].tolist() == [1]
+
+
+def test_evicts_every_period_and_never_sends_an_empty_batch():
+    # GIVEN a tracer evicting every 50 ms
+    fetcher = FakeFetcher()
+    out, stop = Channel(10), threading.Event()
+    start(MapTracer(fetcher, 0.05).trace_loop(stop), out)
+    # WHEN the map has flows, THEN they come out within a period or so
+    fetcher.put(flows({"src_port": 1}))
+    assert receive_timeout(out, 1).flows["src_port"].tolist() == [1]
+    # AND periods with an empty map send nothing, though they do evict
+    calls = fetcher.calls
+    require_nothing(out, wait=0.3)
+    assert fetcher.calls >= calls + 3
+    stop.set()
+    require_closed(out)
+
+
+def test_flush_evicts_at_once():
+    # GIVEN a tracer with an hour-long period, that has started
+    fetcher = FakeFetcher()
+    tracer = MapTracer(fetcher, HOUR)
+    out, stop = Channel(10), threading.Event()
+    start(tracer.trace_loop(stop), out)
+    require_nothing(out, wait=0.1)
+    # WHEN flows are in the map and a flush is asked
+    fetcher.put(flows({"src_port": 7}))
+    tracer.flush()
+    # THEN they come out now, not in an hour
+    assert receive_timeout(out, 1).flows["src_port"].tolist() == [7]
+    stop.set()
+    require_closed(out)
+
+
+def test_a_flush_asked_during_an_eviction_runs_another_one():
+    # GIVEN a tracer whose first eviction takes a while
+    fetcher = FakeFetcher()
+    fetcher.hold = True
+    tracer = MapTracer(fetcher, HOUR)
+    out, stop = Channel(10), threading.Event()
+    start(tracer.trace_loop(stop), out)
+    fetcher.put(flows({"src_port": 1}))
+    tracer.flush()
+    assert fetcher.entered.wait(5)
+
+    # WHEN new flows land in the fresh map and a flush is asked before the eviction ends
+    fetcher.put(flows({"src_port": 2}))
+    tracer.flush()
+    fetcher.hold = False
+    fetcher.release.set()
+
+    # THEN a second eviction follows at once and delivers them (the seed lost that flush)
+    assert receive_timeout(out, 1).flows["src_port"].tolist() == [1]
+    assert receive_timeout(out, 1).flows["src_port"].tolist() == [2]
+    assert fetcher.calls == 2
+    stop.set()
+    require_closed(out)
+
+
+def test_stop_evicts_one_last_time_then_closes_the_output():
+    # GIVEN a running tracer with an hour-long period and flows in the map
+    fetcher = FakeFetcher()
+    out, stop = Channel(10), threading.Event()
+    worker = start(MapTracer(fetcher, HOUR).trace_loop(stop), out)
+    require_nothing(out, wait=0.1)
+    fetcher.put(flows({"src_port": 9}, {"src_port": 10}))
+    # WHEN it is stopped
+    stop.set()
+    # THEN the flows come out, then the end of the output
+    assert receive_timeout(out).flows["src_port"].tolist() == [9, 10]
+    require_closed(out)
+    worker.join(5)
+    assert not worker.is_alive()
