@@ -12,6 +12,7 @@ Signal handlers only set flags. On SIGTERM/SIGINT: one last swap-and-drain,
 every batch forwarded, STOP to every worker, workers waited for, our TC
 filters removed, exit 0.
 """
+import collections
 import logging
 import signal
 import threading
@@ -20,7 +21,7 @@ import time
 import numpy as np
 import zmq
 
-from flowcollect import wire
+from flowcollect import logs, wire
 from flowcollect.agent_ip import resolve_agent_ip
 from flowcollect.channel import Channel, Closed
 from flowcollect.informer import new_informer
@@ -70,15 +71,36 @@ class WorkerLink:
         self.dead_instances = set()
         self.lost_flows = 0      # over all instances: sent to a worker that died before exporting them
         self.needs_names = False
+        # While the worker restarts, its batches wait here (up to the queue length)
+        # instead of being dropped; they go out first once the new instance says hello.
+        self.down = False
+        self.held = collections.deque()
+        self.hold_limit = hwm
 
     def try_put(self, batch):
-        """The limiter's view of the link: send now, or report that the worker has no room."""
+        """The limiter's view of the link: send now (or hold while the worker restarts), or report no room."""
+        if self.down or self.held:
+            if len(self.held) >= self.hold_limit:
+                return False
+            self.held.append(batch)
+            return True
+        return self._send(batch)
+
+    def _send(self, batch):
         try:
             self.socket.send_multipart(wire.flows_message(self.publisher, batch), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return False
         self.sent_flows += len(batch)
         return True
+
+    def release_held(self):
+        """Send what was held while the worker was down, as far as it has room."""
+        while self.held and not self.down and self._send(self.held[0]):
+            self.held.popleft()
+
+    def held_flows(self):
+        return sum(len(batch) for batch in self.held)
 
     def send_control(self, frames, timeout_ms=CONTROL_TIMEOUT_MS):
         """Control messages are small and rare: wait a little for room rather than lose one."""
@@ -93,6 +115,7 @@ class WorkerLink:
     def update_status(self, status):
         if status["instance"] not in self.dead_instances:
             self.status = status
+            self.down = False
 
     def accounted(self):
         s = self.status
@@ -106,6 +129,7 @@ class WorkerLink:
         if "instance" in self.status:
             self.dead_instances.add(self.status["instance"])
         self.status = {}
+        self.down = True
         return lost
 
 
@@ -140,8 +164,21 @@ class Collector:
             for close in reversed(closers):
                 close()
             ctx.term()
-        log.info("stopped: %d flows evicted, our TC filters removed", self.evicted_flows)
+        summary = self.summary()
+        log.info("stopped: %d flows evicted, %d dropped on the way to workers, %d lost with dead workers; "
+                 "our TC filters removed", summary["evicted_flows"], summary["forward_dropped_flows"],
+                 summary["worker_lost_flows"], extra=logs.fields(**summary))
         return 0
+
+    def summary(self):
+        """What became of the flows, for the last log line (and the metrics)."""
+        links = getattr(self, "links", [])
+        return {
+            "evicted_flows": self.evicted_flows,
+            "forward_dropped_flows": self.forward_limiter.dropped_flows + sum(link.held_flows() for link in links),
+            "worker_lost_flows": sum(link.lost_flows for link in links),
+            "worker_exported_flows": sum(link.status.get("exported_flows", 0) for link in links),
+        }
 
     def _run(self, config, agent_ip, kernel, rundir, ctx, closers):
         workers = config.worker_count
@@ -179,6 +216,8 @@ class Collector:
         self._wait_for_workers(supervisor)
         for stage in stages:
             stage.start()
+        log.info("agent ready: %d workers, eviction every %ss, outputs %s", workers,
+                 f"{config.cache_active_timeout:g}", ", ".join(str(o) for o in config.output))
 
         self._forward_until_stopped([map_out, acc_out], supervisor)
         log.info("stopping: last swap-and-drain, then every flow to the workers")
@@ -239,6 +278,10 @@ class Collector:
                 worker.signal(signal.SIGHUP)
         self._read_status()
         supervisor.check()
+        for link in self.links:
+            if link.held and not link.down:
+                self._refresh_names(link)
+                link.release_held()
         self.forward_limiter.tick()
 
     def _forward_some(self, channels):
@@ -256,9 +299,14 @@ class Collector:
         self._announce_names(batch.flows["if_index"])
         for index, part in split(batch, len(self.links)):
             link = self.links[index]
-            if link.needs_names and link.send_control(wire.interfaces_message(link.publisher, self.names_sent)):
-                link.needs_names = False
+            if not link.down:
+                self._refresh_names(link)
             self.forward_limiter.offer(part, link)
+
+    def _refresh_names(self, link):
+        """A restarted worker gets every interface name before its first batch."""
+        if link.needs_names and link.send_control(wire.interfaces_message(link.publisher, self.names_sent)):
+            link.needs_names = False
 
     def _announce_names(self, if_index):
         present = np.unique(if_index).tolist()
@@ -267,7 +315,9 @@ class Collector:
         if changed:
             self.names_sent.update(changed)
             for link in self.links:
-                link.send_control(wire.interfaces_message(link.publisher, changed))
+                # A worker that is down (or full) gets the whole table before its next batch.
+                if link.down or not link.send_control(wire.interfaces_message(link.publisher, changed)):
+                    link.needs_names = True
 
     def _read_status(self):
         while True:
