@@ -1,0 +1,72 @@
+"""The wire envelope: round trips, versioning, and docs/wire.md kept true to the code."""
+import os
+import re
+
+import numpy as np
+import pytest
+
+from flowcollect import records, wire
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "wire.md")
+
+
+def batch_of(n):
+    flows = np.zeros(n, dtype=records.FLOW_EXPORT)
+    flows["src_port"] = np.arange(n)
+    flows["packets"] = 3
+    flows["if_index"] = 7
+    return records.FlowBatch(flows, {7: "eth7"}, "192.0.2.1")
+
+
+def test_flows_round_trip_and_sequence_numbers():
+    publisher = wire.Publisher(3)
+    for expected_seq in (1, 2):
+        frames = wire.flows_message(publisher, batch_of(5), topic=wire.TOPIC_BINARY)
+        topic, header, body = wire.split([bytes(f) for f in frames], topic=True)
+        assert topic == wire.TOPIC_BINARY
+        assert (header.kind, header.publisher, header.sequence, header.count) == (wire.FLOWS, 3, expected_seq, 5)
+        batch = wire.read_flows(header, body)
+        assert batch.interface_names == {7: "eth7"} and batch.agent_ip == "192.0.2.1"
+        assert batch.flows["src_port"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_topics_number_their_messages_separately():
+    publisher = wire.Publisher(1)
+    wire.flows_message(publisher, batch_of(1), topic=wire.TOPIC_BINARY)
+    json_frames = wire.json_message(publisher, b"{}\n", 1)
+    assert wire.unpack_header(json_frames[1]).sequence == 1
+
+
+def test_foreign_or_future_messages_are_refused():
+    header = wire.Header(wire.STOP).pack()
+    with pytest.raises(wire.WireError, match="magic"):
+        wire.unpack_header(b"XXXX" + header[4:])
+    with pytest.raises(wire.WireError, match="version 9"):
+        wire.unpack_header(header[:4] + bytes([9]) + header[5:])
+    with pytest.raises(wire.WireError, match="announces 4"):
+        frames = wire.flows_message(wire.Publisher(1), batch_of(3))
+        bad = wire.Header(wire.FLOWS, count=4, row_size=records.FLOW_EXPORT.itemsize)
+        wire.read_flows(bad, [bytes(frames[1]), bytes(frames[2])])
+
+
+def _doc_table(after_heading):
+    text = open(DOC).read()
+    section = text[text.index(after_heading):]
+    rows = re.findall(r"^\| (\d+) \| (\d+) \| ([^|]+) \| (\w+) \|", section, re.M)
+    return [(int(o), int(s), t.strip(), name) for o, s, t, name in rows]
+
+
+def test_the_documented_row_layout_is_the_code_s():
+    documented = _doc_table("### `flows.bin` body")
+    dtype = records.FLOW_EXPORT
+    assert [name for *_, name in documented] == list(dtype.names)
+    for offset, size, _, name in documented:
+        field, field_offset = dtype.fields[name][:2]
+        assert (field_offset, field.itemsize) == (offset, size), name
+    assert "row_size` bytes" in open(DOC).read() and dtype.itemsize == 128
+
+
+def test_the_documented_header_is_the_code_s():
+    text = open(DOC).read()
+    assert f"`{wire.HEADER.format}`" in text and f"({wire.HEADER.size} bytes" in text
+    assert wire.MAGIC == b"FCW\0" and "`FCW\\0`" in text
