@@ -36,15 +36,10 @@ _COMPACT_SHARE = 0.5
 _OWNER = np.dtype([("if_index", np.uint32), ("expiry_ns", np.int64)])
 
 
-def default_expire_time(cache_active_timeout):
-    """The seed's default expiry: twice the eviction period, so a flow alive in
-    consecutive evictions keeps its owner."""
-    return 2 * cache_active_timeout
-
-
 @dataclass(frozen=True)
 class Deduper:
-    """The deduper's settings. expire_time is in seconds."""
+    """The deduper's settings. expire_time is in seconds (the agent's default,
+    set by its configuration, is twice cache_active_timeout, as in the seed)."""
 
     type: str = DEDUPER_NONE
     expire_time: float = 60.0

@@ -38,7 +38,7 @@ class RingBufTracer:
         self._window_start_ns = None
         self._received = 0
         self._map_full = 0
-        self.flushes = 0
+        self.flushes = 0  # flush requests sent, for metrics
 
     def handle(self, records):
         """Count a batch of records, ask for a flush if the map was full; returns a copy to keep."""
