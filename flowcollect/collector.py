@@ -21,7 +21,7 @@ import time
 import numpy as np
 import zmq
 
-from flowcollect import logs, wire
+from flowcollect import logs, sd_notify, wire
 from flowcollect.agent_ip import resolve_agent_ip
 from flowcollect.channel import Channel, Closed
 from flowcollect.informer import new_informer
@@ -218,9 +218,11 @@ class Collector:
             stage.start()
         log.info("agent ready: %d workers, eviction every %ss, outputs %s", workers,
                  f"{config.cache_active_timeout:g}", ", ".join(str(o) for o in config.output))
+        sd_notify.notify("READY=1")
 
         self._forward_until_stopped([map_out, acc_out], supervisor)
         log.info("stopping: last swap-and-drain, then every flow to the workers")
+        sd_notify.notify("STOPPING=1")
         self.stop_tracing.set()
         self._forward_until_closed([map_out, acc_out], supervisor)
         for stage in stages:

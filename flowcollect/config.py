@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from flowcollect.errors import ConfigError
 from flowcollect.interface_filter import parse_interface_list, split_interface_list
+from flowcollect.runtime import DEFAULT_PUBLIC_ENDPOINT
 from flowcollect.units import format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "FLOWCOLLECT_"
@@ -199,7 +200,7 @@ SETTINGS = (
     Setting("workers", None, integer(1, 256), "worker processes for dedup, decoration and export (default: CPU count - 1, at least 1)",
             lambda v: "" if v is None else str(v)),
     Setting("buffers_length", 50, integer(1, 1 << 20), "batches queued towards each worker and each exporter before the limiter drops"),
-    Setting("output", [OutputSpec("jsonl", "-")], output_list, f"where flows go, repeatable: {OUTPUT_ACCEPTED}", _list_show, repeatable=True),
+    Setting("output", [OutputSpec("jsonl", "-"), OutputSpec("zmq", DEFAULT_PUBLIC_ENDPOINT)], output_list, f"where flows go, repeatable: {OUTPUT_ACCEPTED}", _list_show, repeatable=True),
     Setting("metrics_address", "", metrics_address, "serve Prometheus /metrics on HOST:PORT (default: off)"),
     Setting("agent_ip", "", agent_ip, "the agent IP written in every record (default: resolved from agent_ip_iface)"),
     Setting("agent_ip_iface", "external", agent_ip_iface, "where the agent IP comes from: external, local or name:IFACE"),

@@ -14,7 +14,8 @@ DEFAULT_PUBLIC_ENDPOINT = f"ipc://{DEFAULT_PUBLIC_DIR}/flows.sock"
 
 class RuntimeDir:
     def __init__(self, parent=None):
-        parent = parent or ("/run" if os.access("/run", os.W_OK) else None)
+        # systemd's RuntimeDirectory= when run as a service (the rest of /run may be read-only).
+        parent = parent or os.environ.get("RUNTIME_DIRECTORY") or ("/run" if os.access("/run", os.W_OK) else None)
         self.path = tempfile.mkdtemp(prefix="flowcollect-", dir=parent)
         os.chmod(self.path, 0o700)
 

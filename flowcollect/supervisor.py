@@ -29,9 +29,11 @@ class WorkerProcess:
         self._next_start = 0.0
 
     def start(self):
+        # systemd hears from the collector only (NotifyAccess=main).
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flowcollect.worker", "--spec", orjson.dumps(self.spec).decode()],
-            start_new_session=True, stdin=subprocess.DEVNULL)
+            start_new_session=True, stdin=subprocess.DEVNULL, env=env)
         log.info("worker %d started (pid %d)", self.index, self.process.pid)
 
     @property

@@ -21,13 +21,14 @@ READY_TIMEOUT_S = 30
 
 
 class Agent:
-    def __init__(self, ns, tmp_path, *args, name="agent"):
+    def __init__(self, ns, tmp_path, *args, name="agent", env=None):
         self.ns = ns
         self.log_path = tmp_path / f"{name}.log"
         self.stdout_path = tmp_path / f"{name}.out"
         self._log = open(self.log_path, "wb")
         self._stdout = open(self.stdout_path, "wb")
-        self.process = ns.popen(FLOWCOLLECT, *args, stdout=self._stdout, stderr=self._log)
+        self.process = ns.popen(FLOWCOLLECT, *args, stdout=self._stdout, stderr=self._log,
+                                env={**os.environ, **(env or {})})
         self.wait_for_log("agent ready")
 
     def logs(self):

@@ -123,17 +123,23 @@ def test_sigterm_right_after_traffic_delivers_everything_and_cleans_up(host_betw
     host.exec("tc", "qdisc", "add", "dev", "to-a", "clsact")
     host.exec("tc", "filter", "add", "dev", "to-a", "ingress", "prio", "20", "u32",
               "match", "u32", "0", "0", "classid", "1:7")
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd's notify socket
+    systemd.bind(str(tmp_path / "notify.sock"))
+    systemd.settimeout(5)
     agent = Agent(host, tmp_path, "--workers", "2", "--cache-active-timeout", "1h",
-                  "--output", f"zmq:{endpoint(tmp_path)}")
+                  "--output", f"zmq:{endpoint(tmp_path)}", env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     sub = Subscriber(endpoint(tmp_path))
     try:
+        assert systemd.recv(100) == b"READY=1"
         sub.receive_for(0.5)
         send_udp(a_end, host_a.ipv4, 4200, 5200, 77, 50)
         code, seconds = agent.stop()
         sub.receive_for(1.0)
+        assert systemd.recv(100) == b"STOPPING=1"
     finally:
         agent.close()
         sub.close()
+        systemd.close()
     assert code == 0 and seconds < 5
     rows = flows_of(sub.records, interface="to-a", src_port=4200, dst_port=5200)
     assert totals(rows) == (77, 77 * (UDP_FRAME + 50))
