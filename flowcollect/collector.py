@@ -178,6 +178,7 @@ class Collector:
             "forward_dropped_flows": self.forward_limiter.dropped_flows + sum(link.held_flows() for link in links),
             "worker_lost_flows": sum(link.lost_flows for link in links),
             "worker_exported_flows": sum(link.status.get("exported_flows", 0) for link in links),
+            "subscriber_dropped_flows": getattr(getattr(self, "proxy", None), "dropped_flows", 0),
         }
 
     def _run(self, config, agent_ip, kernel, rundir, ctx, closers):
@@ -193,6 +194,7 @@ class Collector:
             proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4)
             proxy.start()
             closers.append(proxy.join)
+        self.proxy = proxy
         specs = [self._worker_spec(i, rundir, agent_ip, bool(publish)) for i in range(workers)]
         supervisor = Supervisor(specs, on_exit=self._worker_died, on_restart=self._worker_restarted)
 

@@ -37,6 +37,7 @@ class PublishProxy(threading.Thread):
         self._unreported = 0
         self._log_period = LOG_PERIOD_S[0]
         self._window_start = time.monotonic()
+        self._quiet = True
 
     def start(self):
         super().start()
@@ -104,13 +105,24 @@ class PublishProxy(threading.Thread):
             self._unreported += count
 
     def _report(self, now):
+        """The first drop is logged at once; later ones once per window, the window doubling
+        from one minute to one hour while drops go on (back to one minute after a quiet one)."""
+        if self._unreported and self._quiet:
+            self._log_drops(self._unreported, "just now")
+            self._quiet = False
+            self._window_start = now
+            return
         if now - self._window_start < self._log_period:
             return
         if self._unreported:
-            log.warning("a subscriber is too slow: %d flows not delivered to subscribers in the last %.0f s "
-                        "(subscribers see the gap in the sequence numbers)", self._unreported, self._log_period)
-            self._unreported = 0
+            self._log_drops(self._unreported, f"in the last {self._log_period:.0f} s")
             self._log_period = min(2 * self._log_period, LOG_PERIOD_S[1])
         else:
             self._log_period = LOG_PERIOD_S[0]
+            self._quiet = True
         self._window_start = now
+
+    def _log_drops(self, flows, when):
+        log.warning("a subscriber is too slow: %d flows not delivered to subscribers %s (%d in all); "
+                    "subscribers see the gap in the sequence numbers", flows, when, self.dropped_flows)
+        self._unreported = 0

@@ -5,6 +5,7 @@ pair; the agent runs in `host` and traces both of its interfaces. Traffic
 goes only between these namespaces.
 """
 import socket
+import time
 import subprocess
 
 import pytest
@@ -185,3 +186,40 @@ def test_killed_worker_is_restarted_and_its_loss_is_counted(host_between, tmp_pa
     missing = 400 - len({r["src_port"] for r in flows_of(sub.records, dst_port=7000)})
     counted = summary["worker_lost_flows"] + summary["forward_dropped_flows"]
     assert 0 <= missing <= counted
+
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_stuck_subscriber_never_stalls_the_agent(host_between, tmp_path):
+    """A subscriber that never reads: the agent keeps evicting and exporting, with
+    bounded memory, and counts and logs the messages the stuck subscriber misses."""
+    a_end, host_a, c_end, host_c = host_between
+    agent = Agent(host_a.ns, tmp_path, "--workers", "2", "--cache-active-timeout", "100ms",
+                  "--buffers-length", "4", "--output", f"zmq:{endpoint(tmp_path)}")
+    stuck = Subscriber(endpoint(tmp_path), topic=b"flows", hwm=1)
+    sock = a_end.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((a_end.ipv4, 4300))
+    try:
+        rss = []
+        started = time.monotonic()
+        while time.monotonic() < started + 8:
+            for port in range(20000, 21500):  # 1,500 flows per eviction: large messages
+                sock.sendto(b"s", (host_a.ipv4, port))
+            rss.append(_rss_kib(agent.process.pid))
+            time.sleep(0.01)
+        evictions = (time.monotonic() - started) / 0.1
+        agent.wait_for_log("a subscriber is too slow", timeout=10)
+        code, seconds = agent.stop()
+    finally:
+        agent.close()
+        stuck.close()
+        sock.close()
+    assert code == 0 and seconds < 5
+    summary, = [e for e in agent.logs() if e.get("message", "").startswith("stopped:")]
+    assert summary["subscriber_dropped_flows"] > 0
+    assert summary["forward_dropped_flows"] == 0 and summary["worker_lost_flows"] == 0
+    assert summary["evicted_flows"] >= 1500 * evictions / 2  # the kernel side kept evicting
+    assert max(rss) - rss[len(rss) // 2] < 64 * 1024  # no growth with the backlog: bounded
