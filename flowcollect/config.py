@@ -324,3 +324,13 @@ def from_arguments(namespace, environ=None):
     config_path = getattr(namespace, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
     file_values = read_file(config_path) if config_path else None
     return resolve(flags, environ, file_values, config_path)
+
+
+def settings_table():
+    """The settings as a markdown table (docs/configuration.md holds this, checked by a test)."""
+    rows = ["| setting (config file) | flag | environment | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "derived" if s.default is None else s.show(s.default) or '""'
+        flag = f"{s.flag} / --no-{s.flag[2:]}" if s.switch else s.flag
+        rows.append(f"| `{s.name}` | `{flag}` | `{s.env}` | `{default}` | {s.help} |")
+    return "\n".join(rows)

@@ -126,3 +126,8 @@ def test_root_without_cap_bpf_is_told_which_one_is_missing():
     assert result.returncode == 1
     line, = result.stderr.strip().splitlines()
     assert "CAP_BPF" in line and "CAP_NET_ADMIN" not in line
+
+
+def test_docs_configuration_lists_every_setting_as_declared():
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")).read()
+    assert config.settings_table() in doc, "regenerate the table: python -c 'from flowcollect import config; print(config.settings_table())'"
