@@ -7,10 +7,10 @@ error is one line on stderr.
 import sys
 
 from flowcollect import __version__, config, logs
-from flowcollect.errors import FlowcollectError
+from flowcollect.errors import ConfigError, FlowcollectError
 from flowcollect.runtime import DEFAULT_PUBLIC_ENDPOINT
 
-COMMANDS = ("run", "sub")
+COMMANDS = ("run", "sub", "keygen")
 
 
 def build_parser():
@@ -29,6 +29,8 @@ def build_parser():
     sub.add_argument("--top", action="store_true", help="a live table of the top talkers")
     sub.add_argument("--count", type=int, default=None, help="exit after this many flows")
     sub.add_argument("--curve-server-key", default=None, help="the agent's CURVE public key (Z85), for tcp endpoints")
+    keygen = commands.add_parser("keygen", help="write a new CURVE secret key file; print its public key")
+    keygen.add_argument("file", help="where to write the secret key (created, owner-only)")
     return parser
 
 
@@ -56,6 +58,14 @@ def main(argv=None):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "keygen":
+            from flowcollect import curve
+
+            try:
+                print(curve.write_keypair(args.file))
+            except OSError as exc:
+                raise ConfigError(f"keygen {args.file}: {exc.strerror}") from None
+            return 0
         if args.command == "sub":
             from flowcollect import subscriber
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import zmq
 
-from flowcollect import logs, sd_notify, wire
+from flowcollect import curve, logs, sd_notify, wire
 from flowcollect.agent_ip import resolve_agent_ip
 from flowcollect.channel import Channel, Closed
 from flowcollect.informer import new_informer
@@ -191,7 +191,15 @@ class Collector:
         closers.append(self.status_socket.close)
         proxy = None
         if publish:
-            proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4)
+            secret = curve.read_secret_key(config.zmq_curve_secret_key_file)
+            for endpoint in publish:
+                if endpoint.startswith("tcp://") and secret is None:
+                    log.warning("zmq output %s has no CURVE key: anyone who can reach it reads the flows "
+                                "(set zmq_curve_secret_key_file)", endpoint)
+            if secret is not None:
+                log.info("zmq outputs require CURVE; the agent's public key is %s", curve.public_key(secret))
+            proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4,
+                                 curve_secret_key=secret)
             proxy.start()
             closers.append(proxy.join)
         self.proxy = proxy

@@ -174,6 +174,10 @@ def agent_ip_iface(value):
     raise ValueError("external, local or name:IFACE")
 
 
+def optional_path(value):
+    return "" if value in (None, "") else os.path.abspath(str(value))
+
+
 def _list_show(values):
     return ",".join(str(v) for v in values)
 
@@ -201,6 +205,9 @@ SETTINGS = (
             lambda v: "" if v is None else str(v)),
     Setting("buffers_length", 50, integer(1, 1 << 20), "batches queued towards each worker and each exporter before the limiter drops"),
     Setting("output", [OutputSpec("jsonl", "-"), OutputSpec("zmq", DEFAULT_PUBLIC_ENDPOINT)], output_list, f"where flows go, repeatable: {OUTPUT_ACCEPTED}", _list_show, repeatable=True),
+    Setting("zmq_curve_secret_key_file", "", optional_path,
+            "file holding the agent's Z85 CURVE secret key: zmq outputs then authenticate and encrypt "
+            "(subscribers need the public key; make one with `flowcollect keygen FILE`)"),
     Setting("metrics_address", "", metrics_address, "serve Prometheus /metrics on HOST:PORT (default: off)"),
     Setting("agent_ip", "", agent_ip, "the agent IP written in every record (default: resolved from agent_ip_iface)"),
     Setting("agent_ip_iface", "external", agent_ip_iface, "where the agent IP comes from: external, local or name:IFACE"),

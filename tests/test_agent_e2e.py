@@ -4,13 +4,14 @@ Topology: namespaces `a` and `c` each joined to a namespace `host` by a veth
 pair; the agent runs in `host` and traces both of its interfaces. Traffic
 goes only between these namespaces.
 """
+import json
 import socket
 import time
 import subprocess
 
 import pytest
 
-from tests.agent import Agent, Subscriber, flows_of, totals
+from tests.agent import FLOWCOLLECT, Agent, Subscriber, flows_of, totals
 from tests.netns import veth_pair
 
 pytestmark = pytest.mark.kernel
@@ -68,7 +69,6 @@ def test_exact_totals_on_several_interfaces_at_subscriber_and_jsonl(host_between
         agent.close()
         sub.close()
     assert code == 0
-    import json
     from_file = [json.loads(line) for line in jsonl.read_text().splitlines()]
     for records in (sub.records, from_file):
         for (interface, port), expected in want.items():
@@ -223,3 +223,33 @@ def test_a_stuck_subscriber_never_stalls_the_agent(host_between, tmp_path):
     assert summary["forward_dropped_flows"] == 0 and summary["worker_lost_flows"] == 0
     assert summary["evicted_flows"] >= 1500 * evictions / 2  # the kernel side kept evicting
     assert max(rss) - rss[len(rss) // 2] < 64 * 1024  # no growth with the backlog: bounded
+
+
+def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
+    """With a CURVE key, only a subscriber that knows the agent's public key gets flows."""
+    a_end, host_a, c_end, host_c = host_between
+    key_file = tmp_path / "agent.key"
+    public = subprocess.run([FLOWCOLLECT, "keygen", str(key_file)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert len(public) == 40 and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    tcp = "tcp://127.0.0.1:47123"  # the host namespace's own loopback
+    agent = Agent(host_a.ns, tmp_path, "--workers", "1", "--cache-active-timeout", "200ms",
+                  "--output", f"zmq:{tcp}", "--zmq-curve-secret-key-file", str(key_file))
+    subs = {name: host_a.ns.popen(FLOWCOLLECT, "sub", "--endpoint", tcp, "--count", "1", *extra,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name, extra in (("trusted", ["--curve-server-key", public]), ("plain", []))}
+    try:
+        time.sleep(1.0)  # both subscriptions in place
+        send_udp(host_c, c_end.ipv4, 4400, 5400, 3, 10)  # traffic from the host itself
+        out, _ = subs["trusted"].communicate(timeout=20)
+        time.sleep(0.5)
+        assert subs["plain"].poll() is None  # still waiting: it never got a flow
+    finally:
+        for sub in subs.values():
+            sub.kill()
+            sub.wait()
+        code, _ = agent.stop()
+    assert code == 0
+    first = json.loads(out.splitlines()[0])
+    assert first["packets"] >= 1 and first["agent_ip"]
+    assert any("require CURVE" in e.get("message", "") and public in e["message"] for e in agent.logs())
