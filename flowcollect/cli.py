@@ -39,15 +39,18 @@ def run_agent(args):
     if args.print_config:
         print(settings.render())
         return 0
+    from flowcollect import preflight
+
+    agent_ip = preflight.check(settings)
     if args.check_config:
-        print("flowcollect: configuration OK")
+        print(f"flowcollect: configuration OK (agent IP {agent_ip})")
         return 0
     logs.setup(settings.log_level)
     from flowcollect.collector import Collector
     from flowcollect.privileges import require_kernel_privileges
 
     require_kernel_privileges()
-    collector = Collector(settings)
+    collector = Collector(settings, agent_ip)
     collector.install_signal_handlers()
     return collector.run()
 

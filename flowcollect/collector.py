@@ -22,8 +22,8 @@ import numpy as np
 import zmq
 
 from flowcollect import curve, logs, sd_notify, wire
-from flowcollect.agent_ip import resolve_agent_ip
 from flowcollect.channel import Channel, Closed
+from flowcollect.errors import FlowcollectError
 from flowcollect.informer import new_informer
 from flowcollect.interface_filter import InterfaceFilter
 from flowcollect.interface_namer import InterfaceNamer
@@ -134,8 +134,9 @@ class WorkerLink:
 
 
 class Collector:
-    def __init__(self, config):
+    def __init__(self, config, agent_ip):
         self.config = config
+        self.agent_ip = agent_ip
         self.flags = Flags()
         self.stop_tracing = threading.Event()
         self.names_sent = {}
@@ -152,7 +153,7 @@ class Collector:
 
     def run(self):
         config = self.config
-        agent_ip = str(resolve_agent_ip(config.agent_ip, config.agent_ip_iface, config.agent_ip_type))
+        agent_ip = self.agent_ip
         kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
                             ringbuf_bytes=config.ringbuf_size)
         rundir = RuntimeDir()
@@ -250,7 +251,8 @@ class Collector:
         while not all(link.status for link in self.links):
             if time.monotonic() > deadline or self.flags.stop:
                 missing = [link.index for link in self.links if not link.status]
-                raise RuntimeError(f"workers {missing} did not start within {WORKER_READY_TIMEOUT_S:.0f} s")
+                raise FlowcollectError(f"workers {missing} did not start within {WORKER_READY_TIMEOUT_S:.0f} s "
+                                       "(their errors are in the log above)")
             supervisor.check()
             if self.status_socket.poll(100):
                 self._read_status()
