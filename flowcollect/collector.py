@@ -36,6 +36,7 @@ from flowcollect.stages.limiter import CapacityLimiter
 from flowcollect.stages.map_tracer import MapTracer
 from flowcollect.stages.ringbuf_tracer import RingBufTracer
 from flowcollect.supervisor import Supervisor
+from flowcollect.tc_attacher import TcAttacher
 
 log = logging.getLogger("flowcollect.collector")
 RINGBUF_LOG_TIMEOUT_S = 60.0
@@ -209,7 +210,6 @@ class Collector:
 
         namer = InterfaceNamer()
         self.namer = namer
-        from flowcollect.tc_attacher import TcAttacher
         attacher = TcAttacher(kernel, InterfaceFilter(config.interfaces, config.exclude_interfaces), namer)
         informer = new_informer(config.listen_interfaces, attacher.handle, config.listen_poll_period)
         informer.start()
