@@ -5,7 +5,7 @@ import socket
 import numpy as np
 import pytest
 
-from flowcollect.exporters.ipfix import TEMPLATES, IpfixEncoder, IpfixOutput
+from flowcollect.exporters.ipfix import TEMPLATES, IpfixEncoder, IpfixSink
 from flowcollect.records import FLOW_EXPORT, FlowBatch
 from tests.flowrows import flow_row
 from tests.ipfix_decode import decode_messages, number
@@ -153,9 +153,9 @@ def test_udp_output_sends_every_message_and_counts_refused_sends():
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(2)
     port = receiver.getsockname()[1]
-    out = IpfixOutput(f"127.0.0.1:{port}", IpfixEncoder(clock=FakeClock()))
+    out = IpfixSink(f"127.0.0.1:{port}", encoder=IpfixEncoder(clock=FakeClock()))
     rows = [flow(eth_protocol=0x0800, src_ip="127.0.0.1", dst_ip="127.0.0.2", dst_port=p, protocol=6) for p in range(40)]
-    assert out.export(batch(*rows))
+    assert out.write(batch(*rows))
     datagrams = [receiver.recv(65535) for _ in range(out.messages)]
     assert sorted(number(f[11]) for _, f in all_records(datagrams)) == list(range(40))
     assert (out.records, out.errors) == (40, 0)
@@ -163,7 +163,7 @@ def test_udp_output_sends_every_message_and_counts_refused_sends():
     receiver.close()
     sent = 0
     for _ in range(5):  # the first send may go out before the ICMP error comes back
-        if not out.export(batch(*rows[:1])):
+        if not out.write(batch(*rows[:1])):
             break
         sent += 1
     assert out.errors >= 1 and out.records == 40 + sent

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from flowcollect.exporters.ipfix import IpfixEncoder, IpfixOutput
+from flowcollect.exporters.ipfix import IpfixEncoder, IpfixSink
 from flowcollect.records import FLOW_EXPORT, FlowBatch
 from tests.flowtools import ip16, mac6
 
@@ -103,9 +103,9 @@ def stop_and_read(process, directory):
 def test_nfcapd_reads_the_flows_we_encode(nfcapd):
     port, directory, process = nfcapd
     # GIVEN our UDP output pointed at nfcapd on loopback
-    out = IpfixOutput(f"127.0.0.1:{port}", IpfixEncoder(observation_domain=1))
+    out = IpfixSink(f"127.0.0.1:{port}", observation_domain=1)
     # WHEN a batch of known IPv4 and IPv6 flows is exported
-    assert out.export(known_batch())
+    assert out.write(known_batch())
     out.close()
     # THEN nfdump lists exactly those flows with their counters, addresses, ports and protocol
     rows = stop_and_read(process, directory)

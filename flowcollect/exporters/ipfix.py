@@ -1,7 +1,7 @@
 """IPFIX over UDP (RFC 7011) with standard information elements (RFC 7012 / IANA).
 
 IpfixEncoder turns a FlowBatch into IPFIX messages (pure: no socket, an
-injected clock); IpfixOutput sends them over UDP and counts what fails.
+injected clock); IpfixSink sends them over UDP and counts what fails.
 
 Templates. One template per kind of flow, so that every field of a record
 means something and collectors need no special cases:
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flowcollect import health
 from flowcollect.config import host_port
 
 log = logging.getLogger(__name__)
@@ -244,17 +245,19 @@ class IpfixEncoder:
             self._messages_since_templates += 1
 
 
-class IpfixOutput:
+class IpfixSink:
     """Sends IPFIX messages over UDP to HOST:PORT; failed sends are counted, never raised."""
 
     kind = "ipfix"
+    needs_json = False
 
-    def __init__(self, target, encoder=None):
+    def __init__(self, target, observation_domain=0, encoder=None):
         self.target = target
+        self.name = f"ipfix:{target}"
         host, port = host_port(target)
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        self.encoder = encoder or IpfixEncoder()
-        self.records = 0     # flows sent
+        self.encoder = encoder or IpfixEncoder(observation_domain=observation_domain)
+        self.records = 0     # flows of batches sent whole
         self.messages = 0    # datagrams sent
         self.errors = 0      # datagrams that could not be sent
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
@@ -262,10 +265,10 @@ class IpfixOutput:
         self._socket.connect(address)
 
     def __repr__(self):
-        return f"IpfixOutput({self.target!r})"
+        return f"IpfixSink({self.target!r})"
 
-    def export(self, batch):
-        """Encode and send one batch; returns True when every datagram went out."""
+    def write(self, batch, lines=None):
+        """Encode and send one batch (`lines` is not used); True when every datagram went out."""
         failed = 0
         for message in self.encoder.encode(batch):
             try:
@@ -277,9 +280,18 @@ class IpfixOutput:
                     log.error("ipfix output %s: send failed: %s", self.target,
                               exc.strerror or errno.errorcode.get(exc.errno, exc))
         self.errors += failed
-        if not failed:
-            self.records += len(batch)
-        return not failed
+        if failed:
+            health.export_error(self.kind, failed)
+            return False
+        self.records += len(batch)
+        health.exported(self.kind, len(batch))
+        return True
+
+    def reopen(self):
+        """Nothing to reopen: UDP has no file."""
+
+    def counters(self):
+        return {"sent_flows": self.records, "sent_messages": self.messages, "send_errors": self.errors}
 
     def close(self):
         self._socket.close()
