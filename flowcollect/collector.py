@@ -21,7 +21,7 @@ import time
 import numpy as np
 import zmq
 
-from flowcollect import curve, logs, sd_notify, wire
+from flowcollect import curve, health, logs, sd_notify, wire
 from flowcollect.channel import Channel, Closed
 from flowcollect.errors import FlowcollectError
 from flowcollect.informer import new_informer
@@ -44,6 +44,7 @@ FORWARD_POLL_S = 0.05
 STOP_GRACE_S = 3.0
 CONTROL_TIMEOUT_MS = 1000
 WORKER_READY_TIMEOUT_S = 20.0
+COUNTERS_PERIOD_S = 1.0
 
 
 class Flags:
@@ -143,6 +144,7 @@ class Collector:
         self.names_sent = {}
         self.forward_limiter = CapacityLimiter()
         self.evicted_flows = 0
+        self._counters_read = 0.0
 
     def install_signal_handlers(self):
         def stop(*_):
@@ -157,9 +159,14 @@ class Collector:
         agent_ip = self.agent_ip
         kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
                             ringbuf_bytes=config.ringbuf_size)
+        self.kernel = kernel
         rundir = RuntimeDir()
         ctx = zmq.Context()
         closers = [rundir.remove, kernel.close]
+        if config.metrics_address:
+            # Before any process counts anything: every process then writes its metrics to this directory.
+            metrics_dir = health.enable_multiprocess()
+            closers.append(lambda: health.remove_multiprocess_directory(metrics_dir))
         try:
             self._run(config, agent_ip, kernel, rundir, ctx, closers)
         finally:
@@ -216,10 +223,12 @@ class Collector:
         closers.append(informer.stop)
         log.info("tracing %s", ", ".join(sorted(attacher.attached().values())) or "no interface yet")
 
-        map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling)
+        map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
+                               on_eviction=self._evicted_from_map)
         ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
         accounter = Accounter(config.cache_max_flows, config.cache_active_timeout, sampling=config.sampling)
         map_out, ring_out, acc_out = Channel(config.buffers_length), Channel(config.buffers_length), Channel(config.buffers_length)
+        self.accounter_out = acc_out
         stages = [threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(map_out,), name="map-tracer"),
                   threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
                   threading.Thread(target=accounter.account, args=(ring_out, acc_out), name="accounter")]
@@ -227,6 +236,10 @@ class Collector:
         self._wait_for_workers(supervisor)
         for stage in stages:
             stage.start()
+        if config.metrics_address:
+            server = health.serve(config.metrics_address)
+            closers.append(server.shutdown)
+            log.info("serving Prometheus metrics on http://%s/metrics", config.metrics_address)
         log.info("agent ready: %d workers, eviction every %ss, outputs %s", workers,
                  f"{config.cache_active_timeout:g}", ", ".join(str(o) for o in config.output))
         sd_notify.notify("READY=1")
@@ -257,9 +270,19 @@ class Collector:
             if self.status_socket.poll(100):
                 self._read_status()
 
+    def _evicted_from_map(self, reason, flows, stats):
+        health.flows_evicted(reason, flows)
+        health.drain_finished((stats.swap_ns + stats.drain_ns) / 1e9, flows, self.config.cache_max_flows)
+
     def _worker_spec(self, index, rundir, agent_ip, publish):
         config = self.config
         return {
+            "ipfix": {"mtu": config.ipfix_mtu, "template_refresh": config.ipfix_template_refresh,
+                      "template_refresh_messages": config.ipfix_template_refresh_messages},
+            # The series cap is per process: split it so that all workers together keep to it.
+            "metrics": {"attributes": list(config.metrics_flow_attributes),
+                        "max_series": max(1, config.metrics_max_series // config.worker_count)}
+            if config.metrics_address else None,
             "index": index,
             "shard_endpoint": rundir.shard_endpoint(index),
             "status_endpoint": rundir.status_endpoint,
@@ -292,6 +315,10 @@ class Collector:
                 worker.signal(signal.SIGHUP)
         self._read_status()
         supervisor.check()
+        now = time.monotonic()
+        if now - self._counters_read >= COUNTERS_PERIOD_S:
+            self._counters_read = now
+            health.kernel_counters(self.kernel.counters())
         for link in self.links:
             if link.held and not link.down:
                 self._refresh_names(link)
@@ -306,6 +333,8 @@ class Collector:
             except (TimeoutError, Closed):
                 continue
             got = True
+            if ch is self.accounter_out:  # ring-buffer flows: there because the map was full
+                health.flows_evicted("map_full", len(batch))
             self._forward(batch)
 
     def _forward(self, batch):
@@ -315,7 +344,8 @@ class Collector:
             link = self.links[index]
             if not link.down:
                 self._refresh_names(link)
-            self.forward_limiter.offer(part, link)
+            if not self.forward_limiter.offer(part, link):
+                health.limiter_dropped(len(part), stage="collector")
 
     def _refresh_names(self, link):
         """A restarted worker gets every interface name before its first batch."""
@@ -345,9 +375,12 @@ class Collector:
 
     def _worker_died(self, worker, code):
         self._read_status()
+        health.process_exited(worker.pid)
         lost = self.links[worker.index].instance_died()
+        health.worker_lost_flows(lost)
         if lost:
             log.error("worker %d died with %d flows not exported (counted as lost)", worker.index, lost)
 
     def _worker_restarted(self, worker):
+        health.worker_restarted()
         self.links[worker.index].needs_names = bool(self.names_sent)

@@ -178,6 +178,12 @@ def optional_path(value):
     return "" if value in (None, "") else os.path.abspath(str(value))
 
 
+def flow_attributes(value):
+    from flowcollect.exporters.prometheus import parse_attributes  # its module imports this one
+
+    return parse_attributes(",".join(value) if isinstance(value, list) else value)
+
+
 def _list_show(values):
     return ",".join(str(v) for v in values)
 
@@ -209,6 +215,15 @@ SETTINGS = (
             "file holding the agent's Z85 CURVE secret key: zmq outputs then authenticate and encrypt "
             "(subscribers need the public key; make one with `flowcollect keygen FILE`)"),
     Setting("metrics_address", "", metrics_address, "serve Prometheus /metrics on HOST:PORT (default: off)"),
+    Setting("metrics_flow_attributes", ("interface", "direction", "protocol"), flow_attributes,
+            "labels of the flow byte and packet counters: interface, if_index, direction, protocol, eth_protocol, "
+            "src_addr, dst_addr, src_port, dst_port, vlan_id, agent_ip", _list_show),
+    Setting("metrics_max_series", 2000, integer(1, 1_000_000),
+            "flow-counter label sets kept per worker; further flows are counted in one __overflow__ series"),
+    Setting("ipfix_mtu", 1400, integer(120, 65535), "largest IPFIX message in bytes, IPFIX header included"),
+    Setting("ipfix_template_refresh", 60.0, duration, "resend the IPFIX templates this often", format_duration),
+    Setting("ipfix_template_refresh_messages", 256, integer(0, 1 << 20),
+            "and after this many data messages (0: only by time)"),
     Setting("agent_ip", "", agent_ip, "the agent IP written in every record (default: resolved from agent_ip_iface)"),
     Setting("agent_ip_iface", "external", agent_ip_iface, "where the agent IP comes from: external, local or name:IFACE"),
     Setting("agent_ip_type", "any", choice("any", "ipv4", "ipv6"), "address family of the resolved agent IP"),
@@ -242,7 +257,7 @@ class Config:
         lines = []
         for s in SETTINGS:
             value = self.values[s.name]
-            if isinstance(value, list):
+            if isinstance(value, (list, tuple)):
                 text = "[" + ", ".join(f'"{v}"' for v in value) + "]"
             elif isinstance(value, bool):
                 text = "true" if value else "false"

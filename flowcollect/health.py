@@ -106,6 +106,8 @@ class _Metrics:
         self.exported = counter("flowcollect_exported_flows_total", "Flows handed to an output", ["output"])
         self.export_errors = counter("flowcollect_export_errors_total", "Failed writes or sends, by output", ["output"])
         self.worker_restarts = counter("flowcollect_worker_restarts_total", "Worker processes restarted after a crash")
+        self.worker_lost = counter("flowcollect_worker_lost_flows_total",
+                                   "Flows sent to a worker that died before it exported them")
         self.capped_flows = counter("flowcollect_flow_series_capped_flows_total",
                                     "Flows counted in the overflow series because the flow metrics reached their series cap")
 
@@ -155,6 +157,10 @@ def drain_finished(seconds, flows, capacity):
 
 def worker_restarted():
     metrics().worker_restarts.inc()
+
+
+def worker_lost_flows(count):
+    metrics().worker_lost.inc(count)
 
 
 # --- what the workers report ---

@@ -57,7 +57,11 @@ def _rows(batch):
 
 
 class FlowKernel:
-    """Loaded BPF programs and maps. Use as a context manager, or close()."""
+    """Loaded BPF programs and maps. Use as a context manager, or close().
+
+    The operations keep separate native buffers: swap_and_drain, read_ringbuf
+    and counters may run in three threads at once, each from one thread only.
+    """
 
     def __init__(self, max_flows, *, sampling=0, direction="both",
                  ringbuf_bytes=DEFAULT_RINGBUF_BYTES, drain_batch=0, debug=False):

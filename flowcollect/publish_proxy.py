@@ -13,7 +13,7 @@ import time
 
 import zmq
 
-from flowcollect import wire
+from flowcollect import health, wire
 from flowcollect.runtime import restrict_socket, secure_ipc_endpoint
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class PublishProxy(threading.Thread):
                 count = 0
             self.dropped_flows += count
             self._unreported += count
+            health.limiter_dropped(count, stage="subscribers")
 
     def _report(self, now):
         """The first drop is logged at once; later ones once per window, the window doubling

@@ -19,7 +19,7 @@ import time
 import orjson
 import zmq
 
-from flowcollect import logs, wire
+from flowcollect import health, logs, wire
 from flowcollect.channel import Channel
 from flowcollect.exporters.outputs import build_outputs
 from flowcollect.stages.decorator import Decorator
@@ -111,8 +111,10 @@ class Worker:
         kept_flows = len(kept) if kept is not None else 0
         with self._lock:
             self.counts["dedup_dropped"] += len(batch) - kept_flows
-        if kept_flows:
-            self.limiter.offer(self.decorate.process(kept), self.export_queue)
+        if kept_flows < len(batch):
+            health.dedup_dropped(len(batch) - kept_flows)
+        if kept_flows and not self.limiter.offer(self.decorate.process(kept), self.export_queue):
+            health.limiter_dropped(kept_flows, stage="worker")
 
     def _export_loop(self):
         for batch in self.export_queue:

@@ -8,6 +8,7 @@ the test's temp dir: unix sockets do not belong to a network namespace).
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,3 +131,13 @@ def flows_of(records, **fields):
 
 def totals(records):
     return sum(r["packets"] for r in records), sum(r["bytes"] for r in records)
+
+
+def send_udp(link, dst, sport, dport, count, size):
+    """count datagrams of size bytes from link (a tests.netns.Link) to dst, IPv4 or IPv6."""
+    v6 = ":" in dst
+    sock = link.ns.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((link.ipv6 if v6 else link.ipv4, sport))
+    for _ in range(count):
+        sock.sendto(b"u" * size, (dst, dport))
+    sock.close()

@@ -6,41 +6,15 @@ goes only between these namespaces.
 """
 import json
 import socket
-import time
 import subprocess
+import time
 
 import pytest
 
-from tests.agent import FLOWCOLLECT, Agent, Subscriber, flows_of, totals
-from tests.netns import veth_pair
+from tests.agent import FLOWCOLLECT, Agent, Subscriber, flows_of, send_udp, totals
 
 pytestmark = pytest.mark.kernel
 UDP_FRAME = 14 + 20 + 8
-
-
-@pytest.fixture
-def host_between(netns_factory):
-    """(a_end, host_a, c_end, host_c): a <-> host <-> c, host routes between 10.x subnets."""
-    a, host, c = netns_factory("a"), netns_factory("host"), netns_factory("c")
-    a_end, host_a = veth_pair(a, host, 81, name_a="eth0", name_b="to-a")
-    c_end, host_c = veth_pair(c, host, 82, name_a="eth0", name_b="to-c")
-    host.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
-    a.exec("ip", "route", "add", "10.82.0.0/24", "via", host_a.ipv4)
-    c.exec("ip", "route", "add", "10.81.0.0/24", "via", host_c.ipv4)
-    for near, far in ((a_end, c_end), (c_end, a_end)):
-        gateway = host_a if near is a_end else host_c
-        near.ns.exec("ip", "neigh", "replace", gateway.ipv4, "lladdr", gateway.mac, "dev", near.name, "nud", "permanent")
-    host.exec("ip", "neigh", "replace", a_end.ipv4, "lladdr", a_end.mac, "dev", "to-a", "nud", "permanent")
-    host.exec("ip", "neigh", "replace", c_end.ipv4, "lladdr", c_end.mac, "dev", "to-c", "nud", "permanent")
-    return a_end, host_a, c_end, host_c
-
-
-def send_udp(link, dst, sport, dport, count, size):
-    sock = link.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((link.ipv4, sport))
-    for _ in range(count):
-        sock.sendto(b"u" * size, (dst, dport))
-    sock.close()
 
 
 def endpoint(tmp_path):

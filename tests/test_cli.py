@@ -26,6 +26,11 @@ BAD_VALUES = {
     "buffers_length": "none",
     "output": "kafka:broker:9092",
     "metrics_address": "localhost",
+    "metrics_flow_attributes": "interface,colour",
+    "metrics_max_series": "0",
+    "ipfix_mtu": "100",
+    "ipfix_template_refresh": "never",
+    "ipfix_template_refresh_messages": "-5",
     "zmq_curve_secret_key_file": None,  # any path is accepted; the file is read when the agent starts
     "agent_ip": "10.0.0.256",
     "agent_ip_iface": "internal",

@@ -165,3 +165,24 @@ def test_stop_evicts_one_last_time_then_closes_the_output():
     require_closed(out)
     worker.join(5)
     assert not worker.is_alive()
+
+
+def test_every_eviction_reports_its_reason_and_cost():
+    # GIVEN a tracer with a short timer, observed
+    fetcher = FakeFetcher()
+    seen = []
+    tracer = MapTracer(fetcher, 0.2, on_eviction=lambda reason, n, stats: seen.append((reason, n)))
+    stop, out = threading.Event(), Channel(10)
+    thread = start(tracer.trace_loop(stop), out)
+    # WHEN a flow waits for the timer, one is flushed early, and one is left at stop
+    fetcher.put(flows({"src_port": 1, "packets": 1}))
+    receive_timeout(out, 2)
+    fetcher.put(flows({"src_port": 2, "packets": 1}, {"src_port": 3, "packets": 1}))
+    tracer.flush()
+    receive_timeout(out, 2)
+    fetcher.put(flows({"src_port": 4, "packets": 1}))
+    stop.set()
+    thread.join(5)
+    # THEN each eviction says why it ran and how many flows it found
+    reasons = [(r, n) for r, n in seen if n]
+    assert reasons == [("timer", 1), ("map_full", 2), ("shutdown", 1)]

@@ -1,35 +1,30 @@
 """A worker's outputs, fed one decorated batch at a time.
 
-Built from the worker spec's output list (the zmq outputs are served by the
-collector's publishing proxy; each worker publishes to it). The JSON lines
-of a batch are encoded once and shared by the JSON-lines files and the JSON
-topic.
+Built from the worker spec (flowcollect/collector.py writes it from the
+settings). The zmq outputs are served by the collector's publishing proxy,
+to which each worker publishes. The JSON lines of a batch are encoded once
+and shared by the JSON-lines files and the JSON topic. Sinks count and log
+their own failures; none of them raises.
 """
-import logging
-
 from flowcollect.config import output_spec
 from flowcollect.exporters import json_records
 
-log = logging.getLogger(__name__)
-
 
 class Outputs:
-    def __init__(self, sinks, publisher=None):
-        self.sinks = sinks            # objects with write(batch, lines), reopen(), close(), counters()
-        self.publisher = publisher    # ZmqPublisher or None
-        self.errors = {}
-        self._needs_json = publisher is not None or any(getattr(s, "needs_json", False) for s in sinks)
+    def __init__(self, sinks, publisher=None, flow_metrics=None):
+        self.sinks = sinks                # JsonLinesSink, IpfixSink: write(batch, lines), reopen(), counters(), close()
+        self.publisher = publisher        # ZmqPublisher or None
+        self.flow_metrics = flow_metrics  # prometheus FlowMetrics or None
+        self._needs_json = publisher is not None or any(sink.needs_json for sink in sinks)
 
     def export(self, batch):
         lines = json_records.encode_lines(batch) if self._needs_json else None
         for sink in self.sinks:
-            try:
-                sink.write(batch, lines)
-            except OSError as exc:
-                self.errors[sink.name] = self.errors.get(sink.name, 0) + 1
-                log.error("output %s failed: %s", sink.name, exc)
+            sink.write(batch, lines)
         if self.publisher is not None:
             self.publisher.publish(batch, lines)
+        if self.flow_metrics is not None:
+            self.flow_metrics.export(batch)
 
     def reopen(self):
         for sink in self.sinks:
@@ -46,7 +41,6 @@ class Outputs:
         if self.publisher is not None:
             counts["zmq"] = {"published_flows": self.publisher.published_flows,
                              "dropped_flows": self.publisher.dropped_flows}
-        counts["errors"] = dict(self.errors)
         return counts
 
 
@@ -58,10 +52,18 @@ def build_outputs(spec, ctx):
             from flowcollect.exporters.jsonl import JsonLinesSink
             sinks.append(JsonLinesSink(output.target, lock_path=spec.get("jsonl_lock")))
         elif output.kind == "ipfix":
-            from flowcollect.exporters.ipfix import IpfixSink
-            sinks.append(IpfixSink(output.target, observation_domain=spec["index"] + 1))
+            from flowcollect.exporters.ipfix import IpfixEncoder, IpfixSink
+            ipfix = spec["ipfix"]
+            encoder = IpfixEncoder(observation_domain=spec["index"] + 1, mtu=ipfix["mtu"],
+                                   template_refresh_seconds=ipfix["template_refresh"],
+                                   template_refresh_messages=ipfix["template_refresh_messages"])
+            sinks.append(IpfixSink(output.target, encoder=encoder))
     publisher = None
     if spec.get("publish_endpoint"):
         from flowcollect.exporters.zmq_publish import ZmqPublisher
         publisher = ZmqPublisher(ctx, spec["publish_endpoint"], spec["index"] + 1, hwm=spec["buffers_length"])
-    return Outputs(sinks, publisher)
+    flow_metrics = None
+    if spec.get("metrics"):
+        from flowcollect.exporters.prometheus import FlowMetrics
+        flow_metrics = FlowMetrics(tuple(spec["metrics"]["attributes"]), spec["metrics"]["max_series"])
+    return Outputs(sinks, publisher, flow_metrics)

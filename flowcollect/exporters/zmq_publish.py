@@ -6,7 +6,7 @@ its sequence number is used anyway, so subscribers see the gap.
 """
 import zmq
 
-from flowcollect import wire
+from flowcollect import health, wire
 
 
 class ZmqPublisher:
@@ -28,8 +28,10 @@ class ZmqPublisher:
             try:
                 self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 self.published_flows[topic] += len(batch)
+                health.exported(f"zmq_{topic}", len(batch))
             except zmq.Again:
                 self.dropped_flows[topic] += len(batch)
+                health.limiter_dropped(len(batch), stage=f"zmq_{topic}")
 
     def close(self):
         self.socket.close()

@@ -31,23 +31,26 @@ class MapTracer:
     """
 
     def __init__(self, fetcher, eviction_timeout, *, sampling=0, clock=time.time_ns,
-                 mono_clock=time.monotonic_ns):
+                 mono_clock=time.monotonic_ns, on_eviction=None):
         self._fetcher = fetcher
         self._eviction_timeout = eviction_timeout
         self._sampling = sampling
         self._clock = clock
         self._mono_clock = mono_clock
         self._flush_requested = threading.Event()
+        # on_eviction(reason, flows, stats): "timer", "map_full" (a flush) or "shutdown".
+        self._on_eviction = on_eviction or (lambda reason, flows, stats: None)
 
     def flush(self):
         """Ask for an eviction now (e.g. the kernel map is full). Never blocks."""
         self._flush_requested.set()
 
-    def evict(self):
+    def evict(self, reason="timer"):
         """Swap and drain the kernel map: a FlowBatch of FLOW_EXPORT rows, or None if it was empty."""
         timebase = Timebase.read(self._clock, self._mono_clock)
         drained, stats = self._fetcher.swap_and_drain()
         log.debug("evicted %d flows from the kernel map (%s)", len(drained), stats)
+        self._on_eviction(reason, len(drained), stats)
         if not len(drained):
             return None
         # evicted() copies: the drained rows are the fetcher's buffer, reused next time.
@@ -69,14 +72,14 @@ class MapTracer:
                         # while it runs finds the event set and runs another.
                         self._flush_requested.clear()
                         next_eviction = time.monotonic() + self._eviction_timeout
-                        self._send(out_ch)
-                self._send(out_ch)
+                        self._send(out_ch, "map_full" if flushing else "timer")
+                self._send(out_ch, "shutdown")
             finally:
                 out_ch.close()
 
         return trace
 
-    def _send(self, out_ch):
-        batch = self.evict()
+    def _send(self, out_ch, reason):
+        batch = self.evict(reason)
         if batch is not None:
             out_ch.put(batch)
