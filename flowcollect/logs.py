@@ -1,7 +1,7 @@
 """Logging: one line per event that matters, on stderr (stdout may carry flows).
 
-JSON objects when stderr is not a terminal (journald, files, collectors),
-readable text when it is.
+JSON objects when stdout is not a terminal (a service, a pipe, a file: the
+agent is being run by another program), readable text when a person runs it.
 """
 import logging
 import sys
@@ -24,10 +24,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def setup(level="info", stream=None):
+def setup(level="info", stream=None, interactive=None):
     stream = stream or sys.stderr
     handler = logging.StreamHandler(stream)
-    if stream.isatty():
+    if sys.stdout.isatty() if interactive is None else interactive:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
