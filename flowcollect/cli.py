@@ -10,7 +10,7 @@ from flowcollect import __version__, config, logs
 from flowcollect.errors import ConfigError, FlowcollectError
 from flowcollect.runtime import DEFAULT_PUBLIC_ENDPOINT
 
-COMMANDS = ("run", "sub", "keygen")
+COMMANDS = ("run", "sub", "keygen", "cleanup")
 
 
 def build_parser():
@@ -29,6 +29,8 @@ def build_parser():
     sub.add_argument("--top", action="store_true", help="a live table of the top talkers")
     sub.add_argument("--count", type=int, default=None, help="exit after this many flows")
     sub.add_argument("--curve-server-key", default=None, help="the agent's CURVE public key (Z85), for tcp endpoints")
+    cleanup = commands.add_parser("cleanup", help="remove TC filters a killed flowcollect left behind")
+    cleanup.add_argument("--interfaces", default="", help="comma-separated names (default: every interface)")
     keygen = commands.add_parser("keygen", help="write a new CURVE secret key file; print its public key")
     keygen.add_argument("file", help="where to write the secret key (created, owner-only)")
     return parser
@@ -61,6 +63,15 @@ def main(argv=None):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "cleanup":
+            from flowcollect.cleanup import remove_leftovers
+            from flowcollect.privileges import require_kernel_privileges
+
+            logs.setup("info")
+            require_kernel_privileges()
+            names = [n.strip() for n in args.interfaces.split(",") if n.strip()]
+            print(f"flowcollect: removed {remove_leftovers(names)} filters")
+            return 0
         if args.command == "keygen":
             from flowcollect import curve
 

@@ -14,6 +14,7 @@ filters removed, exit 0.
 """
 import collections
 import logging
+import os
 import signal
 import threading
 import time
@@ -277,6 +278,7 @@ class Collector:
     def _worker_spec(self, index, rundir, agent_ip, publish):
         config = self.config
         return {
+            "collector_pid": os.getpid(),
             "ipfix": {"mtu": config.ipfix_mtu, "template_refresh": config.ipfix_template_refresh,
                       "template_refresh_messages": config.ipfix_template_refresh_messages},
             # The series cap is per process: split it so that all workers together keep to it.

@@ -116,11 +116,15 @@ def _exit_text(code):
     return f"code {code}"
 
 
-def die_with_parent():
-    """In a worker: get SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+def die_with_parent(parent_pid):
+    """In a worker: get SIGTERM when the collector dies (Linux prctl PR_SET_PDEATHSIG).
+
+    If it died before this call (while the worker was starting), exit now.
+    """
     import ctypes
 
     PR_SET_PDEATHSIG = 1
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    return os.getppid()
+    if os.getppid() != parent_pid:
+        sys.exit("flowcollect worker: the collector is gone")

@@ -140,7 +140,7 @@ def main(argv=None):
     parser.add_argument("--spec", required=True, help="JSON from the collector")
     spec = orjson.loads(parser.parse_args(argv).spec)
     logs.setup(spec.get("log_level", "info"))
-    die_with_parent()
+    die_with_parent(spec["collector_pid"])
     flags = Flags()
     # Ctrl-C belongs to the collector, which drains the kernel first and then sends STOP.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
