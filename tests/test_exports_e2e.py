@@ -102,3 +102,49 @@ def test_metrics_count_the_flows_exactly_and_the_overflow(host_between, tmp_path
     assert value(samples, "flowcollect_evicted_flows_total", reason="map_full") > 0
     assert value(samples, "flowcollect_kernel_packets_total") >= expected_packets
     assert value(samples, "flowcollect_lost_packets_total") == 0
+
+
+def test_jsonl_file_every_field_of_a_known_flow_and_reopen_on_sighup(host_between, tmp_path):
+    a_end, host_a, c_end, host_c = host_between
+    path = tmp_path / "flows.jsonl"
+    # A 1 s eviction period: the 12-packet burst (well under 1 ms) falls in one eviction.
+    agent = Agent(host_a.ns, tmp_path, "--workers", "2", "--cache-active-timeout", "1s",
+                  "--output", f"jsonl:{path}")
+    try:
+        before = time.time()
+        send_udp(a_end, host_a.ipv4, 4800, 5800, 12, 30)
+        wait_for_lines(path, lambda r: r["src_port"] == 4800)
+        path.rename(tmp_path / "flows.jsonl.1")  # logrotate moves the file...
+        agent.process.send_signal(signal.SIGHUP)  # ...and tells the agent
+        time.sleep(0.3)
+        send_udp(a_end, host_a.ipv4, 4801, 5801, 5, 30)
+        wait_for_lines(path, lambda r: r["src_port"] == 4801)
+        code, _ = agent.stop()
+    finally:
+        agent.close()
+    assert code == 0
+    rotated = [json.loads(line) for line in (tmp_path / "flows.jsonl.1").read_text().splitlines()]
+    current = [json.loads(line) for line in path.read_text().splitlines()]
+    assert not [r for r in current if r["src_port"] == 4800] and not [r for r in rotated if r["src_port"] == 4801]
+    row, = [r for r in rotated if r["src_port"] == 4800 and r["interface"] == "to-a"]
+    start, end = row.pop("time_flow_start_ms"), row.pop("time_flow_end_ms")
+    assert before * 1000 - 1000 <= start <= end <= time.time() * 1000
+    assert row.pop("time_flow_start")[:19] == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start / 1000))
+    assert row.pop("time_flow_end").endswith("Z")
+    assert row == {
+        "interface": "to-a", "if_index": host_a.ifindex, "direction": "ingress",
+        "src_mac": a_end.mac, "dst_mac": host_a.mac, "eth_protocol": 0x0800,
+        "src_addr": a_end.ipv4, "dst_addr": host_a.ipv4, "src_port": 4800, "dst_port": 5800, "protocol": 17,
+        "icmp_type": 0, "icmp_code": 0, "vlan_id": 0, "packets": 12, "bytes": 12 * (UDP4 + 30),
+        "tcp_flags": 0, "dscp": 0, "sampling": 0, "agent_ip": row["agent_ip"], "duplicate": False,
+    }
+    assert row["agent_ip"]
+
+
+def wait_for_lines(path, predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and any(predicate(json.loads(line)) for line in path.read_text().splitlines()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no matching line in {path}")
