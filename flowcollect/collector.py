@@ -211,10 +211,11 @@ class Collector:
             proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4,
                                  curve_secret_key=secret)
             proxy.start()
-            closers.append(proxy.join)
+            closers.append(lambda: (proxy.finish(), proxy.join()))
         self.proxy = proxy
         specs = [self._worker_spec(i, rundir, agent_ip, bool(publish)) for i in range(workers)]
         supervisor = Supervisor(specs, on_exit=self._worker_died, on_restart=self._worker_restarted)
+        closers.append(lambda: supervisor.stop(grace_s=0.5))  # after an error: the normal path stopped them
 
         namer = InterfaceNamer()
         self.namer = namer
@@ -237,6 +238,8 @@ class Collector:
         self._wait_for_workers(supervisor)
         for stage in stages:
             stage.start()
+        # Runs before kernel.close(): no stage may be inside a native call when the kernel objects go.
+        closers.append(lambda: [self.stop_tracing.set(), *(stage.join() for stage in stages)])
         if config.metrics_address:
             server = health.serve(config.metrics_address)
             closers.append(server.shutdown)
@@ -250,8 +253,6 @@ class Collector:
         sd_notify.notify("STOPPING=1")
         self.stop_tracing.set()
         self._forward_until_closed([map_out, acc_out], supervisor)
-        for stage in stages:
-            stage.join()
         for link in self.links:
             link.send_control(wire.stop_message(link.publisher))
         supervisor.stop(grace_s=STOP_GRACE_S)
