@@ -4,10 +4,14 @@
  *   - fcb_raw_drain: the limit, the batch syscalls alone (no fold, no output);
  *   - fcb_per_key_drain: the seed's way, iterate + lookup + delete per key;
  *   - fcb_fill: load a map with n distinct flows, every CPU slot written.
+ * and for bench/kernel_cost.py, BPF_PROG_TEST_RUN of a TC program over one
+ * frame, repeated, or over a run of frames that are each a new flow.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -32,6 +36,11 @@ static void make_key(struct fc_flow_key *key, __u32 i)
 
 long fcb_fill(int fd, __u32 n, __u32 ncpus)
 {
+	return fcb_fill_from(fd, 0, n, ncpus);
+}
+
+long fcb_fill_from(int fd, __u32 first, __u32 n, __u32 ncpus)
+{
 	const __u32 chunk = 8192;
 	struct fc_flow_key *keys = calloc(chunk, sizeof(*keys));
 	struct fc_flow_metrics *values = calloc((size_t)chunk * ncpus, sizeof(*values));
@@ -46,13 +55,13 @@ long fcb_fill(int fd, __u32 n, __u32 ncpus)
 		__u32 count = n - done < chunk ? n - done : chunk, i, cpu;
 
 		for (i = 0; i < count; i++) {
-			make_key(&keys[i], done + i);
+			make_key(&keys[i], first + done + i);
 			for (cpu = 0; cpu < ncpus; cpu++) {
 				struct fc_flow_metrics *m = &values[(size_t)i * ncpus + cpu];
 
 				m->packets = 3 + cpu;
 				m->bytes = 1500 * (3 + cpu);
-				m->first_seen_ns = 1000 + cpu + i;
+				m->first_seen_ns = 1000 + cpu + i; /* never 0: a 0 slot is empty */
 				m->last_seen_ns = 2000 + cpu + i;
 				m->tcp_flags = 0x10;
 			}
@@ -131,4 +140,61 @@ long fcb_per_key_drain(int fd, __u32 ncpus)
 		bpf_map_delete_elem(fd, &key);
 	free(values);
 	return err == -ENOENT ? n : err;
+}
+
+long fcb_test_run(int prog_fd, const void *frame, __u32 len, __u32 repeat, __u64 *total_ns)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .repeat = (int)repeat);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+
+	if (err)
+		return err;
+	/* The kernel reports the mean over the repeats, in whole ns. */
+	*total_ns = (__u64)opts.duration * repeat;
+	return opts.retval;
+}
+
+long fcb_test_run_new_flows(int prog_fd, void *frame, __u32 len, __u32 src_ip_offset, __u32 first, __u32 n,
+			    __u64 *total_ns)
+{
+	__u32 i;
+
+	*total_ns = 0;
+	if (src_ip_offset + 4 > len)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		/* A source address never seen before: a new flow key, one run each. */
+		__u32 ip = htonl(0x0a000000u + first + i);
+		__u64 ns;
+		long ret;
+
+		memcpy((char *)frame + src_ip_offset, &ip, 4);
+		ret = fcb_test_run(prog_fd, frame, len, 1, &ns);
+		if (ret < 0)
+			return ret;
+		*total_ns += ns;
+	}
+	return 0;
+}
+
+int fcb_load_first_prog(const char *object_path)
+{
+	struct bpf_object *obj = bpf_object__open_file(object_path, NULL);
+	struct bpf_program *prog;
+	int fd;
+
+	if (!obj)
+		return -errno;
+	if (bpf_object__load(obj)) {
+		fd = -errno;
+		goto out;
+	}
+	prog = bpf_object__next_program(obj, NULL);
+	/* Our own reference keeps the program loaded once the object is closed. */
+	fd = prog ? dup(bpf_program__fd(prog)) : -ENOENT;
+	if (fd < 0 && prog)
+		fd = -errno;
+out:
+	bpf_object__close(obj);
+	return fd;
 }

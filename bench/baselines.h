@@ -1,8 +1,20 @@
 /* cdef of bench/baselines.c: fill a flow map, and drain it the two baseline ways. */
 long fcb_fill(int fd, __u32 n, __u32 ncpus);
+/* Flows first .. first + n - 1 (fcb_fill is first = 0): distinct key sets for distinct ranges. */
+long fcb_fill_from(int fd, __u32 first, __u32 n, __u32 ncpus);
 long fcb_raw_drain(int fd, __u32 batch, __u32 ncpus);
 long fcb_per_key_drain(int fd, __u32 ncpus);
 /* libbpf's per-key calls, for the seed-style loop written in Python. */
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_delete_elem(int fd, const void *key);
+/* BPF_PROG_TEST_RUN: program return code (or -errno); *total_ns = kernel-timed ns over all repeats. */
+long fcb_test_run(int prog_fd, const void *frame, __u32 len, __u32 repeat, __u64 *total_ns);
+/* n test runs of one repeat each, the IPv4 source address at src_ip_offset set to
+ * 10.0.0.0 + first + i for run i: every run a flow the map has not seen. 0 or -errno. */
+long fcb_test_run_new_flows(int prog_fd, void *frame, __u32 len, __u32 src_ip_offset, __u32 first, __u32 n,
+			    __u64 *total_ns);
+/* Open and load a BPF object file; an fd of its first program (close it), or -errno. */
+int fcb_load_first_prog(const char *object_path);
+/* For bench/end_to_end.py: reach a running agent's maps by id. */
+int bpf_map_get_fd_by_id(__u32 id);

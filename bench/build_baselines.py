@@ -14,7 +14,7 @@ def load():
     """Compile if needed and import the baselines module."""
     ffi = FFI()
     with open(os.path.join(BENCH_DIR, "baselines.h")) as f:
-        ffi.cdef("typedef uint32_t __u32;\n" + f.read())
+        ffi.cdef("typedef uint32_t __u32;\ntypedef unsigned long long __u64;\n" + f.read())
     ffi.set_source(
         "fc_baselines",
         '#include <linux/types.h>\n#include <bpf/bpf.h>\n#include "baselines.h"\n',

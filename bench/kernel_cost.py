@@ -1,0 +1,152 @@
+"""Kernel cost: ns per packet of fc_ingress under BPF_PROG_TEST_RUN, against an empty TC program.
+
+The kernel times the program runs itself (bpf_test_run: the loop around the
+program, no syscall, no skb allocation), so the figures are the program's own
+cost on this CPU. The packet is a 74-byte Ethernet/IPv4/UDP frame (a DNS query's
+size). Cases, each against the floor measured the same way in the same run:
+  - existing flow: the same frame repeated; after the first run every packet
+    is a lookup and an in-place update of this CPU's slot;
+  - new flow: one test run per frame, each frame from a source address never
+    seen, so every packet inserts a key (the map is swapped and drained
+    between runs, off the clock); the floor is the empty program run one frame
+    at a time too;
+  - full map: a map of 1 flow, already taken: every packet's insert fails
+    (E2BIG) and the packet goes to the ring buffer as a one-packet record
+    (consumed between runs, off the clock);
+  - full map and full ring buffer: the insert and the reserve both fail and
+    the packet is only counted (the loss is visible in the counters map).
+Run: .venv/bin/python bench/kernel_cost.py [--runs 7] [--packets 200000]
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.build_baselines import OUT_DIR, load as load_baselines  # noqa: E402
+from bench.common import Figure, Result, progress, results_table  # noqa: E402
+from flowcollect.kernel import FlowKernel  # noqa: E402
+from flowcollect.native import lib  # noqa: E402
+from tests import frames  # noqa: E402
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PART = "kernel cost"
+SRC_IP_OFFSET = 14 + 12  # IPv4 source address in an untagged frame
+NEW_FLOWS_MAP = 1 << 18
+RINGBUF_BYTES = 1 << 26  # room for a whole run of one-packet records (136 bytes each with the header)
+SMALLEST_RINGBUF = 4096  # one page: fills after a few dozen records
+
+
+def udp_frame():
+    src, dst = "10.0.0.1", "10.0.0.2"
+    payload = bytes(32)  # a small DNS query
+    packet = frames.ipv4(src, dst, frames.UDP, frames.udp(src, dst, 40000, 53, payload))
+    return frames.ethernet(bytes.fromhex("020000000002"), bytes.fromhex("020000000001"), frames.ETH_P_IP, packet)
+
+
+def empty_object():
+    """Compile bench/bpf/empty.bpf.c as native/build_bpf.py compiles the agent's programs; its path."""
+    from native.build_bpf import compile_object
+    obj = os.path.join(OUT_DIR, "empty.bpf.o")
+    os.makedirs(OUT_DIR, exist_ok=True)
+    compile_object(os.path.join(BENCH_DIR, "bpf", "empty.bpf.c"), obj)
+    return obj
+
+
+def empty_program(base):
+    obj = empty_object()
+    fd = base.lib.fcb_load_first_prog(obj.encode())
+    if fd < 0:
+        raise OSError(-fd, f"loading {obj}: {os.strerror(-fd)}")
+    return fd
+
+
+class Runner:
+    def __init__(self, base, packets):
+        self.base, self.packets = base, packets
+        self.frame = udp_frame()
+        self.ns = base.ffi.new("__u64 *")
+        self.buf = base.ffi.new("char[]", self.frame)
+
+    def repeated(self, prog_fd, frame=None):
+        """ns per packet of one test run of `packets` repeats of the same frame."""
+        frame = frame or self.frame
+        ret = self.base.lib.fcb_test_run(prog_fd, frame, len(frame), self.packets, self.ns)
+        if ret < 0:
+            raise OSError(-ret, f"BPF_PROG_TEST_RUN: {os.strerror(-ret)}")
+        return self.ns[0] / self.packets
+
+    def one_by_one(self, prog_fd, first):
+        """ns per packet over `packets` test runs, each a frame of a flow not seen before."""
+        ret = self.base.lib.fcb_test_run_new_flows(prog_fd, self.buf, len(self.frame), SRC_IP_OFFSET,
+                                                    first, self.packets, self.ns)
+        if ret < 0:
+            raise OSError(-ret, f"BPF_PROG_TEST_RUN: {os.strerror(-ret)}")
+        return self.ns[0] / self.packets
+
+
+def drain_ringbuf(kernel):
+    n = 0
+    while (got := len(kernel.read_ringbuf())):
+        n += got
+    return n
+
+
+def measure(runs, packets):
+    base = load_baselines()
+    runner = Runner(base, packets)
+    empty_fd = empty_program(base)
+    floor, floor_single, existing, new, full, lost = [], [], [], [], [], []
+    try:
+        with FlowKernel(NEW_FLOWS_MAP) as flows_kernel, \
+                FlowKernel(1, ringbuf_bytes=RINGBUF_BYTES) as full_kernel, \
+                FlowKernel(1, ringbuf_bytes=SMALLEST_RINGBUF) as lossy_kernel:
+            ingress = flows_kernel.prog_fd(lib.FC_PROG_INGRESS)
+            full_ingress = full_kernel.prog_fd(lib.FC_PROG_INGRESS)
+            lossy_ingress = lossy_kernel.prog_fd(lib.FC_PROG_INGRESS)
+            # Take the one slot of the small maps with another flow, and fill the small ring buffer.
+            other = bytearray(runner.frame)
+            other[SRC_IP_OFFSET + 3] ^= 0xFF
+            for kernel, prog in ((full_kernel, full_ingress), (lossy_kernel, lossy_ingress)):
+                runner.base.lib.fcb_test_run(prog, bytes(other), len(other), 1, runner.ns)
+            runner.repeated(lossy_ingress)
+            drain_ringbuf(full_kernel)
+            for run in range(runs):
+                progress(f"kernel cost: run {run + 1}/{runs}")
+                floor.append(runner.repeated(empty_fd))
+                existing.append(runner.repeated(ingress))
+                floor_single.append(runner.one_by_one(empty_fd, 0))
+                new.append(runner.one_by_one(ingress, (run + 1) * packets))
+                flows_kernel.swap_and_drain()  # the new flows were counted: empty the map off the clock
+                before = full_kernel.counters()
+                full.append(runner.repeated(full_ingress))
+                after = full_kernel.counters()
+                assert drain_ringbuf(full_kernel) == packets
+                assert after["ringbuf_reserve_failed"] == before["ringbuf_reserve_failed"], \
+                    "ring buffer overflowed: the full-map case must measure the ring-buffer path"
+                before = lossy_kernel.counters()
+                lost.append(runner.repeated(lossy_ingress))
+                assert lossy_kernel.counters()["ringbuf_reserve_failed"] - before["ringbuf_reserve_failed"] == packets
+    finally:
+        os.close(empty_fd)
+    unit = "ns/packet"
+    floor_fig = Figure("empty TC program, repeated", unit, floor)
+    floor_single_fig = Figure("empty TC program, one run per frame", unit, floor_single)
+    return [
+        Result(PART, "existing flow", Figure("fc_ingress", unit, existing), floor_fig, better="lower"),
+        Result(PART, "new flow per packet", Figure("fc_ingress", unit, new), floor_single_fig, better="lower"),
+        Result(PART, "full map: ring buffer", Figure("fc_ingress", unit, full), floor_fig, better="lower"),
+        Result(PART, "full map and ring buffer: counted loss", Figure("fc_ingress", unit, lost), floor_fig,
+               better="lower"),
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--packets", type=int, default=200_000)
+    args = parser.parse_args()
+    print(results_table(measure(args.runs, args.packets)))
+
+
+if __name__ == "__main__":
+    main()
