@@ -3,6 +3,8 @@
  * flowcollect kernel side: count every packet seen at the TC hook into
  * per-flow, per-CPU counters.
  *
+ * - Headers are read in place from the linear area when they are there, and
+ *   with bpf_skb_load_bytes when they are not (see frame_bytes()).
  * - The programs never change or drop traffic: they return TC_ACT_UNSPEC, which
  *   hands the packet to the next filter (or the default "pass") so that any
  *   foreign filter attached beside ours keeps its meaning. TC_ACT_OK would
@@ -25,6 +27,7 @@
 #define FC_DEFAULT_MAX_FLOWS 5000
 #define FC_MAX_VLAN_TAGS 2
 #define FC_MAX_IPV6_EXT_HEADERS 8
+#define FC_MAX_DIRECT_OFFSET 512 /* bounds the variable offset the verifier must check */
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
 #define ETH_P_8021AD_BE bpf_htons(0x88A8)
@@ -94,6 +97,24 @@ struct fc_packet {
 	__u8 parse_failed;
 };
 
+/*
+ * len bytes of the frame at off: read in place when they lie in the linear
+ * area (the common case: no helper call), else copied into buf with
+ * bpf_skb_load_bytes (headers in page fragments: GSO, trafgen). NULL when the
+ * frame is shorter.
+ */
+static __always_inline const void *frame_bytes(struct __sk_buff *skb, __u32 off, __u32 len, void *buf)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (off <= FC_MAX_DIRECT_OFFSET && data + off + len <= data_end)
+		return data + off;
+	if (bpf_skb_load_bytes(skb, off, buf, len))
+		return NULL;
+	return buf;
+}
+
 static __always_inline void set_ipv4_mapped(__u8 *dst, __be32 addr)
 {
 	__builtin_memset(dst, 0, 10);
@@ -123,9 +144,10 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u
 {
 	switch (proto) {
 	case IPPROTO_TCP: {
-		__u8 tcp[14]; /* ports, seq, ack, data offset, flags */
+		__u8 buf[14]; /* ports, seq, ack, data offset, flags */
+		const __u8 *tcp = frame_bytes(skb, off, sizeof(buf), buf);
 
-		if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)))
+		if (!tcp)
 			return -1;
 		key->src_port = ((__u16)tcp[0] << 8) | tcp[1];
 		key->dst_port = ((__u16)tcp[2] << 8) | tcp[3];
@@ -136,9 +158,10 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP: {
-		__u8 ports[4];
+		__u8 buf[4];
+		const __u8 *ports = frame_bytes(skb, off, sizeof(buf), buf);
 
-		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
+		if (!ports)
 			return -1;
 		key->src_port = ((__u16)ports[0] << 8) | ports[1];
 		key->dst_port = ((__u16)ports[2] << 8) | ports[3];
@@ -147,9 +170,10 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6_NR: {
-		__u8 icmp[2];
+		__u8 buf[2];
+		const __u8 *icmp = frame_bytes(skb, off, sizeof(buf), buf);
 
-		if (bpf_skb_load_bytes(skb, off, icmp, sizeof(icmp)))
+		if (!icmp)
 			return -1;
 		key->icmp_type = icmp[0];
 		key->icmp_code = icmp[1];
@@ -159,59 +183,71 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u
 	return 0;
 }
 
+struct ipv4_header {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__be16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct ipv6_header {
+	__be32 ver_tc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct eth_header {
+	__u8 dst[FC_MAC_LEN];
+	__u8 src[FC_MAC_LEN];
+	__be16 proto;
+};
+
 static __always_inline int parse_ipv4(struct __sk_buff *skb, __u32 off, struct fc_flow_key *key,
 				      struct fc_packet *pkt)
 {
-	struct {
-		__u8 ver_ihl;
-		__u8 tos;
-		__be16 tot_len;
-		__be16 id;
-		__be16 frag_off;
-		__u8 ttl;
-		__u8 protocol;
-		__be16 check;
-		__be32 saddr;
-		__be32 daddr;
-	} ip;
+	struct ipv4_header buf;
+	const struct ipv4_header *ip = frame_bytes(skb, off, sizeof(buf), &buf);
 	__u32 ihl;
 
-	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+	if (!ip)
 		return -1;
-	ihl = ip.ver_ihl & 0x0f;
+	ihl = ip->ver_ihl & 0x0f;
 	if (ihl < 5)
 		return -1;
-	key->protocol = ip.protocol;
-	pkt->dscp = ip.tos >> 2;
-	set_ipv4_mapped(key->src_ip, ip.saddr);
-	set_ipv4_mapped(key->dst_ip, ip.daddr);
+	key->protocol = ip->protocol;
+	pkt->dscp = ip->tos >> 2;
+	set_ipv4_mapped(key->src_ip, ip->saddr);
+	set_ipv4_mapped(key->dst_ip, ip->daddr);
 	/* Only the first fragment carries the transport header. */
-	if (bpf_ntohs(ip.frag_off) & IP_OFFSET_MASK)
+	if (bpf_ntohs(ip->frag_off) & IP_OFFSET_MASK)
 		return 0;
-	return parse_transport(skb, off + ihl * 4, ip.protocol, key, pkt);
+	return parse_transport(skb, off + ihl * 4, ip->protocol, key, pkt);
 }
 
 static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, struct fc_flow_key *key,
 				      struct fc_packet *pkt)
 {
-	struct {
-		__be32 ver_tc_flow;
-		__be16 payload_len;
-		__u8 nexthdr;
-		__u8 hop_limit;
-		__u8 saddr[16];
-		__u8 daddr[16];
-	} ip6;
+	struct ipv6_header buf;
+	const struct ipv6_header *ip6 = frame_bytes(skb, off, sizeof(buf), &buf);
 	__u8 nexthdr;
 	int i;
 
-	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+	if (!ip6)
 		return -1;
-	pkt->dscp = (bpf_ntohl(ip6.ver_tc_flow) >> 22) & 0x3f;
-	__builtin_memcpy(key->src_ip, ip6.saddr, 16);
-	__builtin_memcpy(key->dst_ip, ip6.daddr, 16);
-	nexthdr = ip6.nexthdr;
-	off += sizeof(ip6);
+	pkt->dscp = (bpf_ntohl(ip6->ver_tc_flow) >> 22) & 0x3f;
+	__builtin_memcpy(key->src_ip, ip6->saddr, 16);
+	__builtin_memcpy(key->dst_ip, ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+	off += sizeof(buf);
 
 	/* Bounded walk of the extension-header chain. */
 	for (i = 0; i < FC_MAX_IPV6_EXT_HEADERS; i++) {
@@ -245,22 +281,19 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, struct f
 static __always_inline void parse_frame(struct __sk_buff *skb, struct fc_flow_key *key,
 					struct fc_packet *pkt)
 {
-	struct {
-		__u8 dst[FC_MAC_LEN];
-		__u8 src[FC_MAC_LEN];
-		__be16 proto;
-	} eth;
+	struct eth_header buf;
+	const struct eth_header *eth = frame_bytes(skb, 0, sizeof(buf), &buf);
 	__be16 proto;
-	__u32 off = sizeof(eth);
+	__u32 off = sizeof(buf);
 	int i, err = 0;
 
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth))) {
+	if (!eth) {
 		pkt->parse_failed = 1;
 		return;
 	}
-	__builtin_memcpy(key->dst_mac, eth.dst, FC_MAC_LEN);
-	__builtin_memcpy(key->src_mac, eth.src, FC_MAC_LEN);
-	proto = eth.proto;
+	__builtin_memcpy(key->dst_mac, eth->dst, FC_MAC_LEN);
+	__builtin_memcpy(key->src_mac, eth->src, FC_MAC_LEN);
+	proto = eth->proto;
 
 	/* On receive the outer tag is usually already in skb->vlan_tci (stripped). */
 	if (skb->vlan_present)
