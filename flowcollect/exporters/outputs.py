@@ -6,6 +6,7 @@ to which each worker publishes. The JSON lines of a batch are encoded once
 and shared by the JSON-lines files and the JSON topic. Sinks count and log
 their own failures; none of them raises.
 """
+from flowcollect import wire
 from flowcollect.config import output_spec
 from flowcollect.exporters import json_records
 
@@ -15,10 +16,11 @@ class Outputs:
         self.sinks = sinks                # JsonLinesSink, IpfixSink: write(batch, lines), reopen(), counters(), close()
         self.publisher = publisher        # ZmqPublisher or None
         self.flow_metrics = flow_metrics  # prometheus FlowMetrics or None
-        self._needs_json = publisher is not None or any(sink.needs_json for sink in sinks)
+        self._sinks_need_json = any(sink.needs_json for sink in sinks)
 
     def export(self, batch):
-        lines = json_records.encode_lines(batch) if self._needs_json else None
+        needs_json = self._sinks_need_json or (self.publisher is not None and self.publisher.wants(wire.TOPIC_JSON))
+        lines = json_records.encode_lines(batch) if needs_json else None
         for sink in self.sinks:
             sink.write(batch, lines)
         if self.publisher is not None:
