@@ -33,7 +33,7 @@ $(APT_STAMP):
 $(VENV_STAMP): $(APT_STAMP) $(NATIVE_SOURCES)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	@touch $@
 
 run: setup
