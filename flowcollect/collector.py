@@ -41,7 +41,7 @@ from flowcollect.tc_attacher import TcAttacher
 
 log = logging.getLogger("flowcollect.collector")
 RINGBUF_LOG_TIMEOUT_S = 60.0
-FORWARD_POLL_S = 0.05
+FORWARD_POLL_S = 0.25  # idle wake-ups cost CPU; a batch wakes the loop at once
 STOP_GRACE_S = 3.0
 CONTROL_TIMEOUT_MS = 1000
 WORKER_READY_TIMEOUT_S = 20.0

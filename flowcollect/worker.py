@@ -29,7 +29,7 @@ from flowcollect.supervisor import die_with_parent
 
 log = logging.getLogger("flowcollect.worker")
 STATUS_PERIOD_S = 1.0
-POLL_MS = 200
+POLL_MS = 500
 
 
 class Flags:

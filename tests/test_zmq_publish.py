@@ -1,4 +1,5 @@
-"""A worker publishes only the topics someone subscribes to."""
+"""A worker publishes only the topics someone subscribes to, and hears about
+subscribers that were there before it started (a restarted worker)."""
 import time
 
 import numpy as np
@@ -6,32 +7,38 @@ import zmq
 
 from flowcollect import records, wire
 from flowcollect.exporters.zmq_publish import ZmqPublisher
+from flowcollect.publish_proxy import PublishProxy
 
 
-def test_topics_follow_the_subscriptions(tmp_path):
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_topics_follow_the_subscriptions_through_the_proxy(tmp_path):
     ctx = zmq.Context()
-    proxy_side = ctx.socket(zmq.XSUB)
-    endpoint = f"ipc://{tmp_path}/publish.sock"
-    proxy_side.bind(endpoint)
-    publisher = ZmqPublisher(ctx, endpoint, 1)
+    internal, public = f"ipc://{tmp_path}/publish.sock", f"ipc://{tmp_path}/flows.sock"
+    proxy = PublishProxy(ctx, internal, [public])
+    proxy.start()
+    subscriber = ctx.socket(zmq.SUB)
+    subscriber.connect(public)
+    subscriber.setsockopt(zmq.SUBSCRIBE, wire.TOPIC_BINARY)
+    time.sleep(0.2)  # the subscription reaches the proxy before the worker starts
+    publisher = ZmqPublisher(ctx, internal, 1)
     try:
-        batch = records.FlowBatch(np.zeros(4, dtype=records.FLOW_EXPORT))
-        assert not publisher.wants(wire.TOPIC_BINARY) and not publisher.wants(wire.TOPIC_JSON)
-        proxy_side.send(b"\x01" + wire.TOPIC_BINARY)  # a subscriber of the binary topic appears
-        deadline = time.monotonic() + 5
-        while not publisher.wants(wire.TOPIC_BINARY) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert publisher.wants(wire.TOPIC_BINARY) and not publisher.wants(wire.TOPIC_JSON)
-        publisher.publish(batch, b"{}\n" * 4)
+        assert wait_until(lambda: publisher.wants(wire.TOPIC_BINARY))
+        assert not publisher.wants(wire.TOPIC_JSON)
+        publisher.publish(records.FlowBatch(np.zeros(4, dtype=records.FLOW_EXPORT)), b"{}\n" * 4)
         assert publisher.published_flows == {"binary": 4, "json": 0}
-        topic, header, _ = wire.split(proxy_side.recv_multipart(), topic=True)
+        assert subscriber.poll(5000)
+        topic, header, _ = wire.split(subscriber.recv_multipart(), topic=True)
         assert topic == wire.TOPIC_BINARY and header.count == 4
-        proxy_side.send(b"\x00" + wire.TOPIC_BINARY)  # and leaves
-        deadline = time.monotonic() + 5
-        while publisher.wants(wire.TOPIC_BINARY) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not publisher.wants(wire.TOPIC_BINARY)
+        subscriber.close(linger=0)  # the only subscriber leaves
+        assert wait_until(lambda: not publisher.wants(wire.TOPIC_BINARY))
     finally:
         publisher.close()
-        proxy_side.close(linger=0)
+        proxy.finish()
+        proxy.join()
         ctx.term()

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # The loop waits on the flush event, so it notices stop_event (a plain Event
 # it cannot wait on at the same time) within this many seconds.
-STOP_POLL_S = 0.05
+STOP_POLL_S = 0.25
 
 
 class MapTracer:

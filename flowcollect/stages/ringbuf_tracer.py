@@ -16,7 +16,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # How long one read waits for records; bounds how late a stop is noticed.
-POLL_TIMEOUT_MS = 100
+POLL_TIMEOUT_MS = 250
 
 
 class RingBufTracer:
