@@ -214,9 +214,14 @@ def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for name, extra in (("trusted", ["--curve-server-key", public]), ("plain", []))}
     try:
-        time.sleep(1.0)  # both subscriptions in place
-        send_udp(host_c, c_end.ipv4, 4400, 5400, 3, 10)  # traffic from the host itself
-        out, _ = subs["trusted"].communicate(timeout=20)
+        for attempt in range(20):  # until the trusted subscriber is up and has a flow
+            send_udp(host_c, c_end.ipv4, 4400 + attempt, 5400, 3, 10)  # traffic from the host itself
+            try:
+                out, err = subs["trusted"].communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        assert out, err
         time.sleep(0.5)
         assert subs["plain"].poll() is None  # still waiting: it never got a flow
     finally:
