@@ -32,6 +32,7 @@ from flowcollect.kernel import FlowKernel
 from flowcollect.publish_proxy import PublishProxy
 from flowcollect.runtime import RuntimeDir
 from flowcollect.sharding import split
+from flowcollect.signals import SignalFlags
 from flowcollect.stages.accounter import Accounter
 from flowcollect.stages.limiter import CapacityLimiter
 from flowcollect.stages.map_tracer import MapTracer
@@ -46,14 +47,6 @@ STOP_GRACE_S = 3.0
 CONTROL_TIMEOUT_MS = 1000
 WORKER_READY_TIMEOUT_S = 20.0
 COUNTERS_PERIOD_S = 1.0
-
-
-class Flags:
-    """Set by signal handlers, acted on by the main loop."""
-
-    def __init__(self):
-        self.stop = False
-        self.reopen = False
 
 
 class WorkerLink:
@@ -140,7 +133,7 @@ class Collector:
     def __init__(self, config, agent_ip):
         self.config = config
         self.agent_ip = agent_ip
-        self.flags = Flags()
+        self.flags = SignalFlags()
         self.stop_tracing = threading.Event()
         self.names_sent = {}
         self.forward_limiter = CapacityLimiter()
@@ -148,12 +141,7 @@ class Collector:
         self._counters_read = 0.0
 
     def install_signal_handlers(self):
-        def stop(*_):
-            self.flags.stop = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGHUP, lambda *_: setattr(self.flags, "reopen", True))
+        self.flags.install()
 
     def run(self):
         config = self.config

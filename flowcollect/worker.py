@@ -24,20 +24,13 @@ from flowcollect.channel import Channel
 from flowcollect.exporters.outputs import build_outputs
 from flowcollect.stages.decorator import Decorator
 from flowcollect.stages.deduper import Deduper
+from flowcollect.signals import SignalFlags
 from flowcollect.stages.limiter import CapacityLimiter
 from flowcollect.supervisor import die_with_parent
 
 log = logging.getLogger("flowcollect.worker")
 STATUS_PERIOD_S = 1.0
 POLL_MS = 500
-
-
-class Flags:
-    """Set by signal handlers, read by the loops (handlers do nothing else)."""
-
-    def __init__(self):
-        self.terminate = False
-        self.reopen = False
 
 
 class Worker:
@@ -88,7 +81,7 @@ class Worker:
             if self.flags.reopen:
                 self.flags.reopen = False
                 self.outputs.reopen()
-            if self.flags.terminate:
+            if self.flags.stop:
                 # The stop ladder's second step, or the collector died (PR_SET_PDEATHSIG).
                 log.warning("worker %d: terminated; exporting what it holds and exiting", self.index)
                 return
@@ -141,11 +134,10 @@ def main(argv=None):
     spec = orjson.loads(parser.parse_args(argv).spec)
     logs.setup(spec.get("log_level", "info"))
     die_with_parent(spec["collector_pid"])
-    flags = Flags()
+    flags = SignalFlags()
     # Ctrl-C belongs to the collector, which drains the kernel first and then sends STOP.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(flags, "terminate", True))
-    signal.signal(signal.SIGHUP, lambda *_: setattr(flags, "reopen", True))
+    flags.install(stop_on=(signal.SIGTERM,))
     ctx = zmq.Context()
     try:
         Worker(spec, ctx, flags).run()

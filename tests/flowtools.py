@@ -41,3 +41,10 @@ def only_flow(batch, **fields):
 
 def totals(rows):
     return int(rows["packets"].sum()), int(rows["bytes"].sum())
+
+
+def attach(kernel, *links):
+    """Attach the kernel's programs to test links, each in its own namespace."""
+    for link in links:
+        with link.ns.entered():
+            kernel.attach(link.ifindex)

@@ -18,6 +18,13 @@ pytestmark = pytest.mark.kernel
 UDP_FRAME = 14 + 20 + 8
 
 
+def add_foreign_filter(ns, dev, hook, priority, classid):
+    """Another tool's TC filter: a u32 match-all that classifies into classid."""
+    ns.exec("tc", "qdisc", "add", "dev", dev, "clsact")
+    ns.exec("tc", "filter", "add", "dev", dev, hook, "prio", str(priority), "u32",
+            "match", "u32", "0", "0", "classid", classid)
+
+
 def endpoint(tmp_path):
     return f"ipc://{tmp_path}/flows.sock"
 
@@ -96,9 +103,7 @@ def test_dedup_of_traffic_crossing_the_host(host_between, tmp_path, mode):
 def test_sigterm_right_after_traffic_delivers_everything_and_cleans_up(host_between, tmp_path):
     a_end, host_a, c_end, host_c = host_between
     host = host_a.ns
-    host.exec("tc", "qdisc", "add", "dev", "to-a", "clsact")
-    host.exec("tc", "filter", "add", "dev", "to-a", "ingress", "prio", "20", "u32",
-              "match", "u32", "0", "0", "classid", "1:7")
+    add_foreign_filter(host, "to-a", "ingress", 20, "1:7")
     systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd's notify socket
     systemd.bind(str(tmp_path / "notify.sock"))
     systemd.settimeout(5)
@@ -238,9 +243,7 @@ def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
 def test_killed_collector_takes_its_workers_along_and_cleanup_removes_its_filters(host_between, tmp_path):
     a_end, host_a, c_end, host_c = host_between
     host = host_a.ns
-    host.exec("tc", "qdisc", "add", "dev", "to-c", "clsact")
-    host.exec("tc", "filter", "add", "dev", "to-c", "egress", "prio", "30", "u32",
-              "match", "u32", "0", "0", "classid", "1:9")
+    add_foreign_filter(host, "to-c", "egress", 30, "1:9")
     agent = Agent(host, tmp_path, "--workers", "2", "--output", "none")
     workers = agent.worker_pids()
     assert len(workers) == 2

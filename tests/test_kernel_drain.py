@@ -10,7 +10,7 @@ import pytest
 
 from flowcollect.kernel import FlowKernel
 from flowcollect.native import lib
-from tests.flowtools import matching, only_flow, totals
+from tests.flowtools import attach, matching, only_flow, totals
 
 pytestmark = pytest.mark.kernel
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,11 +19,6 @@ import build_bpf  # noqa: E402  (the same compile step setup.py uses)
 
 UDP_FRAME = 14 + 20 + 8
 E2BIG = 7
-
-
-def attach(kernel, link):
-    with link.ns.entered():
-        kernel.attach(link.ifindex)
 
 
 def udp_sender(link, dst, sport, dport, count, payload=b"x" * 18):

@@ -14,7 +14,7 @@ import pytest
 from flowcollect.kernel import FlowKernel
 from flowcollect.native import lib
 from tests import frames
-from tests.flowtools import only_flow, totals, matching
+from tests.flowtools import attach, matching, only_flow, totals
 
 INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0  # <linux/in.h>; not exported by the socket module
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.kernel
 def kernel():
     with FlowKernel(4096) as k:
         yield k
-
-
-def attach(kernel, *links):
-    for link in links:
-        with link.ns.entered():
-            kernel.attach(link.ifindex)
 
 
 def drain(kernel, settle=0.05):
