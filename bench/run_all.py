@@ -23,7 +23,7 @@ from bench.lab import interrupt_on_sigterm  # noqa: E402
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 
 # Run counts and sizes: chosen so that the whole suite takes ~5 minutes here (limit: 10).
-DRAIN_FLOWS, DRAIN_RUNS = (10_000, 100_000, 1_000_000), 5
+DRAIN_FLOWS, DRAIN_RUNS = (10_000, 100_000, 1_000_000), 9
 KERNEL_RUNS, KERNEL_PACKETS = 7, 200_000
 OVERHEAD_RUNS, OVERHEAD_SECONDS = 7, 2.0
 STAGES_RECORDS, STAGES_RUNS = 100_000, 5

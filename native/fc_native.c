@@ -130,29 +130,30 @@ int fc_probe_capabilities(__u32 *caps)
 
 void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc_flow_metrics *out)
 {
-	__u64 latest = 0;
+	/* Folded in a local and stored once: the row in `out` is written exactly
+	 * one time, and the compiler need not assume it aliases `percpu`. */
+	struct fc_flow_metrics acc = { 0 };
 	__u32 cpu;
 
-	memset(out, 0, sizeof(*out));
 	for (cpu = 0; cpu < ncpus; cpu++) {
 		const struct fc_flow_metrics *m = &percpu[cpu];
 
 		if (!m->first_seen_ns)
 			continue; /* this CPU never saw the flow */
-		out->packets += m->packets;
-		out->bytes += m->bytes;
-		if (!out->first_seen_ns || m->first_seen_ns < out->first_seen_ns)
-			out->first_seen_ns = m->first_seen_ns;
-		if (m->last_seen_ns >= latest) {
+		acc.packets += m->packets;
+		acc.bytes += m->bytes;
+		if (!acc.first_seen_ns || m->first_seen_ns < acc.first_seen_ns)
+			acc.first_seen_ns = m->first_seen_ns;
+		if (m->last_seen_ns >= acc.last_seen_ns) {
 			/* DSCP of the most recent packet, as the seed reports it. */
-			latest = m->last_seen_ns;
-			out->last_seen_ns = m->last_seen_ns;
-			out->dscp = m->dscp;
+			acc.last_seen_ns = m->last_seen_ns;
+			acc.dscp = m->dscp;
 		}
-		out->tcp_flags |= m->tcp_flags;
-		if (!out->errno_code)
-			out->errno_code = m->errno_code;
+		acc.tcp_flags |= m->tcp_flags;
+		if (!acc.errno_code)
+			acc.errno_code = m->errno_code;
 	}
+	*out = acc;
 }
 
 struct fc_ringbuf_sink {
