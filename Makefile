@@ -43,7 +43,7 @@ test: setup
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 bench: setup
-	$(VENV)/bin/python bench/run_all.py $(ARGS)
+	$(VENV)/bin/python -m bench.run_all $(ARGS)
 
 clean:
-	rm -rf build $(VENV) flowcollect/_native*.so flowcollect/_native.c *.egg-info
+	rm -rf build $(VENV) flowcollect/kernel/_native*.so flowcollect/kernel/_native.c *.egg-info

@@ -1,7 +1,8 @@
 """Build bench/baselines.c as a cffi module in build/bench/ (bench-only, never installed)."""
-import importlib
+import glob
+import importlib.util
 import os
-import sys
+from types import ModuleType
 
 from cffi import FFI
 
@@ -10,7 +11,7 @@ ROOT = os.path.dirname(BENCH_DIR)
 OUT_DIR = os.path.join(ROOT, "build", "bench")
 
 
-def load():
+def load() -> ModuleType:
     """Compile if needed and import the baselines module."""
     ffi = FFI()
     with open(os.path.join(BENCH_DIR, "baselines.h")) as f:
@@ -25,5 +26,9 @@ def load():
     )
     os.makedirs(OUT_DIR, exist_ok=True)
     ffi.compile(tmpdir=OUT_DIR, verbose=False)
-    sys.path.insert(0, OUT_DIR)
-    return importlib.import_module("fc_baselines")
+    path, = glob.glob(os.path.join(OUT_DIR, "fc_baselines*.so"))
+    spec = importlib.util.spec_from_file_location("fc_baselines", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

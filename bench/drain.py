@@ -13,18 +13,17 @@ For each flow count, the kernel's own flow maps are filled from user space
   - per-key Python: the same loop in the agent's language, as the seed runs it
     from Go: one syscall per call, a fold per flow.
 Ratios are of medians on the CPU clock.
-Run: .venv/bin/python bench/drain.py [--flows 10000,100000,1000000] [--runs 5]
+Run: .venv/bin/python -m bench.drain [--flows 10000,100000,1000000] [--runs 5]
 """
 import argparse
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.build_baselines import load as load_baselines  # noqa: E402
-from bench.common import Figure, markdown_table, progress  # noqa: E402
-from flowcollect.kernel import FlowKernel  # noqa: E402
-from flowcollect.native import lib  # noqa: E402
+from bench.build_baselines import load as load_baselines
+from bench.common import Figure, markdown_table, progress
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.kernel.bindings import lib
 
 DRAIN_BATCH = 8192
 PER_KEY_PYTHON_MAX = 100_000  # beyond this the Python loop alone takes minutes

@@ -20,7 +20,7 @@ Baseline, same run: the ZeroMQ ipc transport alone, a PUB in this process
 sending the same number of 128-byte rows in messages of BATCH rows to a SUB.
 The first eviction of each size is a warm-up (first touch of the agent's
 buffers) and is not counted.
-Run: .venv/bin/python bench/end_to_end.py [--flows 10000,30000,100000] [--runs 5]
+Run: .venv/bin/python -m bench.end_to_end [--flows 10000,30000,100000] [--runs 5]
 """
 import argparse
 import os
@@ -31,12 +31,13 @@ import time
 import numpy as np
 import zmq
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.build_baselines import load as load_baselines  # noqa: E402
-from bench.common import Figure, Result, progress, results_table  # noqa: E402
-from bench.lab import AgentMaps, Lab, interrupt_on_sigterm, wait_until  # noqa: E402
-from flowcollect import records, wire  # noqa: E402
-from flowcollect.native import lib  # noqa: E402
+from bench.build_baselines import load as load_baselines
+from bench.common import Figure, Result, progress, results_table
+from bench.lab import AgentMaps, Lab, interrupt_on_sigterm, wait_until
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
+from flowcollect.transport import wire
+from flowcollect.kernel.bindings import lib
 
 PART = "end to end"
 EVICTION_S = 1.5
@@ -133,7 +134,7 @@ def agent_run(lab, base, flows, cycles):
 
 def transport_alone(flows, runs, endpoint):
     """Records/s of a bare PUB -> SUB over ipc, the agent's row size, BATCH rows a message."""
-    rows = np.zeros(BATCH, dtype=records.FLOW_EXPORT)
+    rows = np.zeros(BATCH, dtype=layout.FLOW_EXPORT)
     ctx = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
     for s in (pub, sub):

@@ -11,7 +11,7 @@ and, measured in the same run, as references:
     (serialisation alone; building those dicts is what limited the
     dict-per-flow encoder to 100-200k records/s).
 Each path runs --runs times, interleaved; median/min/max records/s.
-Run: .venv/bin/python bench/exports.py [--flows 100000] [--runs 5]
+Run: .venv/bin/python -m bench.exports [--flows 100000] [--runs 5]
 """
 import argparse
 import os
@@ -21,11 +21,11 @@ import time
 import numpy as np
 import orjson
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import Figure, markdown_table, progress, rate, timed  # noqa: E402
-from flowcollect.exporters.ipfix import IpfixEncoder  # noqa: E402
-from flowcollect.exporters.json_records import encode_lines  # noqa: E402
-from flowcollect.records import FLOW_EXPORT, FlowBatch  # noqa: E402
+from bench.common import Figure, markdown_table, progress, rate, timed
+from flowcollect.export.ipfix import IpfixEncoder
+from flowcollect.records.json_lines import encode_lines
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.layout import FLOW_EXPORT
 
 
 def realistic_batch(n, seed=0):

@@ -15,18 +15,17 @@ size). Cases, each against the floor measured the same way in the same run:
     (consumed between runs, off the clock);
   - full map and full ring buffer: the insert and the reserve both fail and
     the packet is only counted (the loss is visible in the counters map).
-Run: .venv/bin/python bench/kernel_cost.py [--runs 7] [--packets 200000]
+Run: .venv/bin/python -m bench.kernel_cost [--runs 7] [--packets 200000]
 """
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.build_baselines import OUT_DIR, load as load_baselines  # noqa: E402
-from bench.common import Figure, Result, progress, results_table  # noqa: E402
-from flowcollect.kernel import FlowKernel  # noqa: E402
-from flowcollect.native import lib  # noqa: E402
-from tests import frames  # noqa: E402
+from bench.build_baselines import OUT_DIR, load as load_baselines
+from bench.common import Figure, Result, progress, results_table
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.kernel.bindings import lib
+from bench.harness import frames
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PART = "kernel cost"

@@ -18,12 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-from bench.common import cpu_seconds, descendants  # noqa: E402
-from tests.agent import Agent  # noqa: E402
-from tests.netns import NetNS, veth_pair  # noqa: E402
+from bench.common import cpu_seconds, descendants
+from bench.harness.agent import Agent
+from bench.harness.netns import NetNS, veth_pair
 
 STOP_TIMEOUT_S = 5
 

@@ -14,7 +14,7 @@ and the workers, the worst case for memory. Then:
     maps, the slot, the ring buffer, counters, read-only data), from
     /proc/<pid>/fdinfo, against the bytes of the flows themselves: two maps
     x cache_max_flows x (key + one value per possible CPU).
-Run: .venv/bin/python bench/memory.py [--flows 5000,50000,500000] [--runs 3]
+Run: .venv/bin/python -m bench.memory [--flows 5000,50000,500000] [--runs 3]
 """
 import argparse
 import os
@@ -22,18 +22,17 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.build_baselines import load as load_baselines  # noqa: E402
-from bench.common import Figure, Result, progress, results_table  # noqa: E402
-from bench.lab import AgentMaps, Lab, bpf_maps, interrupt_on_sigterm  # noqa: E402
-from flowcollect import records  # noqa: E402
-from flowcollect.native import lib  # noqa: E402
+from bench.build_baselines import load as load_baselines
+from bench.common import Figure, Result, progress, results_table
+from bench.lab import AgentMaps, Lab, bpf_maps, interrupt_on_sigterm
+from flowcollect.records import layout
+from flowcollect.kernel.bindings import lib
 
 PART = "memory"
 SUBNET = 64
 EVICTION_S = 1.0
 FILLS = 2
-FLOOR_IMPORTS = "import numpy, zmq, flowcollect.worker, flowcollect.exporters.outputs"
+FLOOR_IMPORTS = "import numpy, zmq, flowcollect.agent.worker, flowcollect.export.outputs"
 
 
 def floor_rss_kib():
@@ -45,7 +44,7 @@ def floor_rss_kib():
 
 def flow_bytes(flows, ncpus):
     """What the two flow maps hold at most: key and per-CPU values of every flow."""
-    return 2 * flows * (records.FLOW_KEY.itemsize + ncpus * records.FLOW_METRICS.itemsize)
+    return 2 * flows * (layout.FLOW_KEY.itemsize + ncpus * layout.FLOW_METRICS.itemsize)
 
 
 def one_run(lab, base, flows, ncpus, run):

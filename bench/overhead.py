@@ -24,7 +24,7 @@ both hooks of the same veth, separates what the TC hook itself costs from
 what flowcollect's program and processes add. Each run rotates which
 condition goes first, so drift on a noisy host favours none. Ratio = with /
 without.
-Run: .venv/bin/python bench/overhead.py [--runs 5] [--seconds 2]
+Run: .venv/bin/python -m bench.overhead [--runs 5] [--seconds 2]
 """
 import argparse
 import contextlib
@@ -34,10 +34,9 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import Figure, Result, progress, results_table  # noqa: E402
-from bench.kernel_cost import empty_object  # noqa: E402
-from bench.lab import Lab, interrupt_on_sigterm, wait_until  # noqa: E402
+from bench.common import Figure, Result, progress, results_table
+from bench.kernel_cost import empty_object
+from bench.lab import Lab, interrupt_on_sigterm, wait_until
 
 PART = "overhead"
 SUBNET = 61

@@ -29,7 +29,7 @@ agent's own output. Two CPU figures, per million packets sent:
     IRQ time accounting) charges to the sender: tcpreplay's CPU with an agent
     watching minus its median CPU with nobody watching (a fourth condition in
     every run). Noisier, but the same yardstick for every agent.
-Run: .venv/bin/python bench/peers.py [--runs 3] [--loops 10]
+Run: .venv/bin/python -m bench.peers [--runs 3] [--loops 10]
 """
 import argparse
 import os
@@ -45,11 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.build_baselines import OUT_DIR  # noqa: E402
-from bench.common import Figure, Result, cpu_seconds, descendants, progress, results_table  # noqa: E402
-from bench.lab import Lab, interrupt_on_sigterm, link_counter, wait_until  # noqa: E402
-from tests import frames  # noqa: E402
+from bench.build_baselines import OUT_DIR
+from bench.common import Figure, Result, cpu_seconds, descendants, progress, results_table
+from bench.lab import Lab, interrupt_on_sigterm, link_counter, wait_until
+from bench.harness import frames
 
 PART = "peers"
 SUBNET = 62

@@ -6,7 +6,7 @@ measured in the same run and the ratio of medians, with the issue's aim where
 there is one. Writes the table to bench/results/results.md and plots to
 bench/results/*.png. A part that fails is reported and the others still run;
 the exit code is then 1.
-Run: .venv/bin/python bench/run_all.py [--only drain,peers] [--list]
+Run: .venv/bin/python -m bench.run_all [--only drain,peers] [--list]
 """
 import argparse
 import os
@@ -16,9 +16,8 @@ import time
 import traceback
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(BENCH_DIR))
-from bench.common import Result, progress, results_table  # noqa: E402
-from bench.lab import interrupt_on_sigterm  # noqa: E402
+from bench.common import Result, progress, results_table
+from bench.lab import interrupt_on_sigterm
 
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 

@@ -12,7 +12,7 @@ MEASURED evictions timed. Paths:
     operation per record, over keys already extracted with numpy, plus the
     same decorator: what a straightforward Python port would cost;
   - copy (floor): one copy of the batch's rows, the least any filter costs.
-Run: .venv/bin/python bench/stages.py [--runs 5] [--records 100000]
+Run: .venv/bin/python -m bench.stages [--runs 5] [--records 100000]
 """
 import argparse
 import os
@@ -21,14 +21,13 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import Figure, markdown_table, progress, rate, timed  # noqa: E402
-from flowcollect import records  # noqa: E402
-from flowcollect.flow import DEDUPER_FIRST_COME, Deduper  # noqa: E402
-from flowcollect.records import FlowBatch  # noqa: E402
-from flowcollect.stages import rows  # noqa: E402
-from flowcollect.stages.decorator import Decorator  # noqa: E402
-from flowcollect.stages.flowkey import DEDUP_KEY  # noqa: E402
+from bench.common import Figure, markdown_table, progress, rate, timed
+from flowcollect.records import layout
+from flowcollect.flow import DEDUPER_FIRST_COME, Deduper
+from flowcollect.records.batch import FlowBatch
+from flowcollect.pipeline import rows
+from flowcollect.pipeline.decorator import Decorator
+from flowcollect.pipeline.flow_key import DEDUP_KEY
 
 DUPLICATE_SHARES = (0.01, 0.10, 0.50)
 EVICTION_PERIOD_NS = 5 * 10**9
@@ -49,7 +48,7 @@ class FlowPopulation:
 
     def new(self, n):
         rng = self._rng
-        flows = np.zeros(n, dtype=records.FLOW_EXPORT)
+        flows = np.zeros(n, dtype=layout.FLOW_EXPORT)
         flows["eth_protocol"] = 0x0800
         for field, prefix in (("src_ip", 10), ("dst_ip", 172)):
             addr = flows[field]

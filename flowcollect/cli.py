@@ -4,22 +4,25 @@ Exit codes: 0 success (also after SIGTERM/SIGINT), 1 runtime failure
 (missing privileges, kernel errors), 2 bad option or config value. Every
 error is one line on stderr.
 """
+import argparse
 import sys
 
-from flowcollect import __version__, config, logs
-from flowcollect.errors import ConfigError, FlowcollectError
-from flowcollect.runtime import DEFAULT_PUBLIC_ENDPOINT
+from flowcollect import __version__
+from flowcollect.agent import logs
+from flowcollect.settings import sources
+from flowcollect.settings.addresses import DEFAULT_PUBLIC_ENDPOINT
+from flowcollect.settings.errors import ConfigError, FlowcollectError
 
 COMMANDS = ("run", "sub", "keygen", "cleanup")
 
 
-def build_parser():
-    parser = config.OneLineParser(prog="flowcollect", description="eBPF network-flow agent.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = sources.OneLineParser(prog="flowcollect", description="eBPF network-flow agent.")
     parser.add_argument("--version", action="version", version=f"flowcollect {__version__}")
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run the agent (the default command)")
-    config.add_setting_arguments(run)
-    run.add_argument("--config", metavar="FILE", help=f"TOML file of settings [env {config.ENV_PREFIX}CONFIG]")
+    sources.add_setting_arguments(run)
+    run.add_argument("--config", metavar="FILE", help=f"TOML file of settings [env {sources.CONFIG_ENV}]")
     run.add_argument("--print-config", action="store_true", help="print the effective settings as TOML and exit")
     run.add_argument("--check-config", action="store_true", help="check the settings and exit")
     sub = commands.add_parser("sub", help="subscribe to a running agent's flows")
@@ -28,28 +31,33 @@ def build_parser():
                      help="topic to read: json, or binary decoded to JSON lines")
     sub.add_argument("--top", action="store_true", help="a live table of the top talkers")
     sub.add_argument("--count", type=int, default=None, help="exit after this many flows")
-    sub.add_argument("--curve-server-key", default=None, help="the agent's CURVE public key (Z85), for tcp endpoints")
+    curve_key = sub.add_mutually_exclusive_group()
+    curve_key.add_argument("--curve-server-key-file", metavar="FILE", default=None,
+                           help="file with the agent's CURVE public key (FILE.pub from `flowcollect keygen FILE`)")
+    curve_key.add_argument("--curve-server-key", metavar="KEY", default=None,
+                           help="the agent's CURVE public key (Z85); give it as --curve-server-key=KEY")
     cleanup = commands.add_parser("cleanup", help="remove TC filters a killed flowcollect left behind")
     cleanup.add_argument("--interfaces", default="", help="comma-separated names (default: every interface)")
-    keygen = commands.add_parser("keygen", help="write a new CURVE secret key file; print its public key")
+    keygen = commands.add_parser("keygen", help="write a new CURVE key pair (FILE, FILE.pub); print the public key")
     keygen.add_argument("file", help="where to write the secret key (created, owner-only)")
     return parser
 
 
-def run_agent(args):
-    settings = config.from_arguments(args)
+def run_agent(args: argparse.Namespace) -> int:
+    resolved = sources.from_arguments(args)
     if args.print_config:
-        print(settings.render())
+        print(resolved.render())
         return 0
-    from flowcollect import preflight
+    from flowcollect.agent import preflight
 
+    settings = resolved.settings
     agent_ip = preflight.check(settings)
     if args.check_config:
         print(f"flowcollect: configuration OK (agent IP {agent_ip})")
         return 0
     logs.setup(settings.log_level)
-    from flowcollect.collector import Collector
-    from flowcollect.privileges import require_kernel_privileges
+    from flowcollect.agent.collector import Collector
+    from flowcollect.kernel.privileges import require_kernel_privileges
 
     require_kernel_privileges()
     collector = Collector(settings, agent_ip)
@@ -57,15 +65,26 @@ def run_agent(args):
     return collector.run()
 
 
-def main(argv=None):
+def subscribe(args: argparse.Namespace) -> int:
+    from flowcollect.subscriber import stream
+    from flowcollect.transport import curve
+
+    server_key = args.curve_server_key
+    if args.curve_server_key_file:
+        server_key = curve.read_public_key(args.curve_server_key_file)
+    logs.setup("info")
+    return stream.run(args.endpoint, args.format, args.top, args.count, server_key)
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     try:
         if args.command == "cleanup":
-            from flowcollect.cleanup import remove_leftovers
-            from flowcollect.privileges import require_kernel_privileges
+            from flowcollect.kernel.cleanup import remove_leftovers
+            from flowcollect.kernel.privileges import require_kernel_privileges
 
             logs.setup("info")
             require_kernel_privileges()
@@ -73,7 +92,7 @@ def main(argv=None):
             print(f"flowcollect: removed {remove_leftovers(names)} filters")
             return 0
         if args.command == "keygen":
-            from flowcollect import curve
+            from flowcollect.transport import curve
 
             try:
                 print(curve.write_keypair(args.file))
@@ -81,10 +100,7 @@ def main(argv=None):
                 raise ConfigError(f"keygen {args.file}: {exc.strerror}") from None
             return 0
         if args.command == "sub":
-            from flowcollect import subscriber
-
-            logs.setup("info")
-            return subscriber.run(args.endpoint, args.format, args.top, args.count, args.curve_server_key)
+            return subscribe(args)
         return run_agent(args)
     except FlowcollectError as exc:
         print(f"flowcollect: {exc}", file=sys.stderr)

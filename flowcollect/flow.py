@@ -1,34 +1,34 @@
 """The seed's `flow` package API, in Python: one import for the pipeline's stages
 and the interface plumbing around them."""
-from flowcollect.agent_ip import resolve_agent_ip
-from flowcollect.informer import ADDED, DELETED, Event, Interface, new_informer
-from flowcollect.interface_filter import InterfaceFilter
-from flowcollect.interface_namer import InterfaceNamer
-from flowcollect.stages.accounter import Accounter
-from flowcollect.stages.decorator import decorate
-from flowcollect.stages.deduper import DEDUPER_FIRST_COME, DEDUPER_NONE, Deduper, deduper_provider
-from flowcollect.stages.limiter import CapacityLimiter
-from flowcollect.stages.map_tracer import MapTracer
-from flowcollect.stages.ringbuf_tracer import RingBufTracer
-from flowcollect.tc_attacher import TcAttacher
+from flowcollect.interfaces.agent_ip import resolve_agent_ip
+from flowcollect.interfaces.attacher import TcAttacher
+from flowcollect.interfaces.filter import InterfaceFilter
+from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface, new_informer
+from flowcollect.interfaces.namer import InterfaceNamer
+from flowcollect.pipeline.accounter import Accounter
+from flowcollect.pipeline.decorator import decorate
+from flowcollect.pipeline.deduper import DEDUPER_FIRST_COME, DEDUPER_NONE, Deduper, deduper_provider
+from flowcollect.pipeline.limiter import CapacityLimiter
+from flowcollect.pipeline.map_tracer import MapTracer
+from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
 
 __all__ = [
-    "DEDUPER_NONE",
+    "ADDED",
     "DEDUPER_FIRST_COME",
-    "Deduper",
-    "deduper_provider",
-    "decorate",
-    "InterfaceNamer",
+    "DEDUPER_NONE",
+    "DELETED",
     "Accounter",
     "CapacityLimiter",
-    "MapTracer",
-    "RingBufTracer",
-    "InterfaceFilter",
-    "new_informer",
-    "ADDED",
-    "DELETED",
+    "Deduper",
     "Event",
     "Interface",
-    "resolve_agent_ip",
+    "InterfaceFilter",
+    "InterfaceNamer",
+    "MapTracer",
+    "RingBufTracer",
     "TcAttacher",
+    "decorate",
+    "deduper_provider",
+    "new_informer",
+    "resolve_agent_ip",
 ]

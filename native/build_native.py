@@ -1,4 +1,4 @@
-"""cffi builder (API mode) for flowcollect._native. Named in setup.py's cffi_modules.
+"""cffi builder (API mode) for flowcollect.kernel._native. Named in setup.py's cffi_modules.
 
 The cdef is read from the real headers, bpf/flow.h and native/fc_native.h, so
 the C compiler checks every struct and signature against what the kernel
@@ -44,7 +44,7 @@ ffibuilder.cdef(
     + header_as_cdef(os.path.join(NATIVE_DIR, "fc_native.h"))
 )
 ffibuilder.set_source(
-    "flowcollect._native",
+    "flowcollect.kernel._native",
     '#include <linux/types.h>\n#include "flow.h"\n#include "fc_native.h"\n',
     sources=[os.path.relpath(os.path.join(NATIVE_DIR, "fc_native.c"), ROOT)],
     include_dirs=[BPF_DIR, NATIVE_DIR, GENERATED_DIR],

@@ -107,27 +107,6 @@ static int probe_batch_ops(void)
 	return err == 0 || err == -ENOENT;
 }
 
-int fc_probe_capabilities(__u32 *caps)
-{
-	int ret;
-
-	*caps = 0;
-	ret = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
-	if (ret < 0)
-		return fc_fail(ret, "probing BPF map types");
-	if (ret == 1)
-		*caps |= FC_CAP_RINGBUF;
-	ret = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_ARRAY_OF_MAPS, NULL);
-	if (ret == 1)
-		*caps |= FC_CAP_MAP_IN_MAP;
-	ret = probe_batch_ops();
-	if (ret < 0)
-		return fc_fail(ret, "probing BPF batch map operations");
-	if (ret == 1)
-		*caps |= FC_CAP_BATCH_OPS;
-	return 0;
-}
-
 void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc_flow_metrics *out)
 {
 	/* Folded in a local and stored once: the row in `out` is written exactly
@@ -525,11 +504,6 @@ long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out
 	if (err < 0 && err != -ENOBUFS && err != -EINTR)
 		return fc_fail(err, "consuming the ring buffer");
 	return (long)agent->sink.n;
-}
-
-int fc_agent_ringbuf_epoll_fd(struct fc_agent *agent)
-{
-	return ring_buffer__epoll_fd(agent->ringbuf);
 }
 
 int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)

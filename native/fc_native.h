@@ -5,18 +5,13 @@
  *
  * Every function that can fail returns 0 (or a count) on success and a
  * negative errno on failure; fc_last_error() then says what failed and what
- * to do. flowcollect/errors.py turns these into exceptions, in one place.
+ * to do. flowcollect/kernel/bindings.py turns these into exceptions, in one place.
  *
  * The cffi builder reads this file as its cdef: only declarations and
  * "#define NAME <integer>" lines between the include guard.
  */
 #ifndef FC_NATIVE_H
 #define FC_NATIVE_H
-
-/* Capability flags, probed from the running kernel (never from its version string). */
-#define FC_CAP_BATCH_OPS 1
-#define FC_CAP_RINGBUF 2
-#define FC_CAP_MAP_IN_MAP 4
 
 /* Maps reachable through fc_agent_map_fd(). */
 #define FC_MAP_FLOWS_A 0
@@ -49,7 +44,6 @@ struct fc_drain_stats {
 struct fc_agent;
 
 const char *fc_last_error(void);
-int fc_probe_capabilities(__u32 *caps);
 int fc_num_possible_cpus(void);
 
 int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
@@ -70,8 +64,6 @@ long fc_agent_swap_and_drain(struct fc_agent *agent, struct fc_flow_record *out,
  * (0 = do not wait) for the first. Returns how many were copied. */
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
 			      int timeout_ms);
-/* An fd that polls readable when ring-buffer records are waiting. */
-int fc_agent_ringbuf_epoll_fd(struct fc_agent *agent);
 
 /* Sum the per-CPU counters map into out[0..n), n <= FC_COUNTER_MAX. */
 int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n);

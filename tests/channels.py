@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from flowcollect.channel import Closed
+from flowcollect.pipeline.channel import Closed
 
 TIMEOUT_S = 5.0
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.netns import NetNS, veth_pair
+from bench.harness.netns import NetNS, veth_pair
 
 
 def require_kernel():

@@ -4,15 +4,16 @@ from collections import deque
 
 import numpy as np
 
-from flowcollect import records
-from flowcollect.stages import rows
+from flowcollect.records import layout
+from flowcollect.records.batch import empty
+from flowcollect.pipeline import rows
 from tests.flowtools import ip16, mac6
 
 _ADDRESSES = ("src_ip", "dst_ip")
 _MACS = ("src_mac", "dst_mac")
 
 
-def flows(*rows, dtype=records.FLOW_RECORD):
+def flows(*rows, dtype=layout.FLOW_RECORD):
     """A batch of `dtype` rows from dicts of field values (addresses and MACs as text), others 0."""
     batch = np.zeros(len(rows), dtype=dtype)
     for i, row in enumerate(rows):
@@ -46,7 +47,7 @@ class FakeFetcher:
     """
 
     def __init__(self, capacity=1024):
-        self._buffer = records.empty(capacity)
+        self._buffer = empty(capacity)
         self._pending = []
         self._lock = threading.Lock()
         self.calls = 0
@@ -62,7 +63,7 @@ class FakeFetcher:
     def swap_and_drain(self):
         # The swap: what is put() from here on belongs to the next call.
         with self._lock:
-            pending = rows.concatenate(self._pending) if self._pending else records.empty(0)
+            pending = rows.concatenate(self._pending) if self._pending else empty(0)
             self._pending = []
         if self.hold:
             self.entered.set()
@@ -86,7 +87,7 @@ class FakeRingBuf:
     """
 
     def __init__(self, capacity=1024):
-        self._buffer = records.empty(capacity)
+        self._buffer = empty(capacity)
         self._batches = deque()
         self._ready = threading.Condition()
 

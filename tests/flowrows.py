@@ -1,7 +1,7 @@
 """Build FLOW_EXPORT rows in readable terms (addresses and MACs as text), for exporter tests."""
 import numpy as np
 
-from flowcollect.records import FLOW_EXPORT
+from flowcollect.records.layout import FLOW_EXPORT
 from tests.flowtools import ip16, mac6
 
 

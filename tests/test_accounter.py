@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from flowcollect import records
-from flowcollect.channel import Channel
+from flowcollect.records import layout
+from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import Accounter
-from flowcollect.stages import rows
+from flowcollect.pipeline import rows
 from tests.channels import receive_timeout, require_closed, require_nothing, start
 from tests.fakes import flows
 from tests.flowtools import only_flow
@@ -62,7 +62,7 @@ def test_evicts_everything_when_max_entries_is_reached():
     # THEN the two flows held are evicted, in one batch, aggregated
     batch = receive_timeout(evictor)
     require_nothing(evictor, wait=0.1)
-    assert batch.flows.dtype == records.FLOW_EXPORT
+    assert batch.flows.dtype == layout.FLOW_EXPORT
     assert len(batch) == 2
     k1 = only_flow(batch.flows, **K1)
     assert metrics(k1) == (444, 2, 123, 789, 1)
@@ -171,7 +171,7 @@ def reference_accounter(batches, max_entries):
 
     for batch in batches:
         for row in batch:
-            key = row.tobytes()[:records.KEY_SIZE]
+            key = row.tobytes()[:layout.KEY_SIZE]
             if key not in table and len(table) >= max_entries:
                 evict()
             b, p, first, last, flags = table.get(key, (0, 0, None, 0, 0))

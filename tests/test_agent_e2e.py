@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.agent import FLOWCOLLECT, Agent, Subscriber, flows_of, send_udp, totals
+from bench.harness.agent import FLOWCOLLECT, Agent, Subscriber, flows_of, send_udp, totals
 
 pytestmark = pytest.mark.kernel
 UDP_FRAME = 14 + 20 + 8
@@ -212,12 +212,14 @@ def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
     public = subprocess.run([FLOWCOLLECT, "keygen", str(key_file)], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert len(public) == 40 and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    public_file = tmp_path / "agent.key.pub"
+    assert public_file.read_text().strip() == public
     tcp = "tcp://127.0.0.1:47123"  # the host namespace's own loopback
     agent = Agent(host_a.ns, tmp_path, "--workers", "1", "--cache-active-timeout", "200ms",
                   "--output", f"zmq:{tcp}", "--zmq-curve-secret-key-file", str(key_file))
     subs = {name: host_a.ns.popen(FLOWCOLLECT, "sub", "--endpoint", tcp, "--count", "1", *extra,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for name, extra in (("trusted", ["--curve-server-key", public]), ("plain", []))}
+            for name, extra in (("trusted", ["--curve-server-key-file", str(public_file)]), ("plain", []))}
     try:
         for attempt in range(20):  # until the trusted subscriber is up and has a flow
             send_udp(host_c, c_end.ipv4, 4400 + attempt, 5400, 3, 10)  # traffic from the host itself

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from flowcollect.agent_ip import RT_SCOPE_HOST, RT_SCOPE_UNIVERSE, HostAddress, resolve_agent_ip
-from flowcollect.errors import ConfigError
-from tests.netns import veth_pair
+from flowcollect.interfaces.agent_ip import RT_SCOPE_HOST, RT_SCOPE_UNIVERSE, HostAddress, resolve_agent_ip
+from flowcollect.settings.errors import ConfigError
+from bench.harness.netns import veth_pair
 
 ip = ipaddress.ip_address
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6, UDP = 0x0003, 0x0800, 0x86DD, 17

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from flowcollect.channel import Channel, Closed, forward_each
+from flowcollect.pipeline.channel import Channel, Closed, forward_each
 from tests.channels import receive_timeout, require_closed, start
 
 

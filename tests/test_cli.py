@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from flowcollect import config
+from flowcollect.settings import model, sources
 
 FLOWCOLLECT = os.path.join(os.path.dirname(sys.executable), "flowcollect")
 
@@ -45,12 +45,12 @@ def run(*args, env=None, **kwargs):
 
 
 def test_every_setting_has_a_bad_value_in_this_test():
-    assert set(BAD_VALUES) == {s.name for s in config.SETTINGS}
+    assert set(BAD_VALUES) == {s.name for s in model.SETTINGS}
 
 
 @pytest.mark.parametrize("name", sorted(n for n, v in BAD_VALUES.items() if v is not None))
 def test_bad_flag_value_is_one_line_naming_the_setting_exit_2(name):
-    setting = config.BY_NAME[name]
+    setting = model.BY_NAME[name]
     arg = f"{setting.flag}={BAD_VALUES[name]}" if not setting.switch else None
     if setting.switch:  # a switch takes no value on the command line: try its env var instead
         result = run("--check-config", env={setting.env: BAD_VALUES[name]})
@@ -65,7 +65,7 @@ def test_bad_flag_value_is_one_line_naming_the_setting_exit_2(name):
 
 @pytest.mark.parametrize("name", ["cache_max_flows", "direction", "output"])
 def test_bad_env_and_file_values_are_named_too(tmp_path, name):
-    setting = config.BY_NAME[name]
+    setting = model.BY_NAME[name]
     result = run("--check-config", env={setting.env: BAD_VALUES[name]})
     assert result.returncode == 2 and setting.env in result.stderr
     conf = tmp_path / "flowcollect.toml"
@@ -136,4 +136,4 @@ def test_root_without_cap_bpf_is_told_which_one_is_missing():
 
 def test_docs_configuration_lists_every_setting_as_declared():
     doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")).read()
-    assert config.settings_table() in doc, "regenerate the table: python -c 'from flowcollect import config; print(config.settings_table())'"
+    assert sources.settings_table() in doc, "regenerate the table: python -c 'from flowcollect.settings import sources; print(sources.settings_table())'"

@@ -1,11 +1,11 @@
 """Decorator: interface names and agent IP per batch (SPEC §5)."""
 import ipaddress
 
-from flowcollect import records
-from flowcollect.channel import Channel
+from flowcollect.records import layout
+from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import decorate
-from flowcollect.records import FlowBatch
-from flowcollect.stages.decorator import Decorator
+from flowcollect.records.batch import FlowBatch
+from flowcollect.pipeline.decorator import Decorator
 from tests.channels import receive_timeout, require_closed, start
 from tests.fakes import flows
 
@@ -21,7 +21,7 @@ class CountingNamer:
 
 def batch_on(*if_indexes):
     return FlowBatch(flows=flows(*({"if_index": i, "src_port": n} for n, i in enumerate(if_indexes)),
-                                 dtype=records.FLOW_EXPORT))
+                                 dtype=layout.FLOW_EXPORT))
 
 
 def test_names_each_interface_of_the_batch_once_and_sets_the_agent_ip():

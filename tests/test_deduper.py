@@ -4,13 +4,13 @@ import random
 import numpy as np
 import pytest
 
-from flowcollect import records
-from flowcollect.channel import Channel
-from flowcollect.errors import ConfigError
+from flowcollect.records import layout
+from flowcollect.pipeline.channel import Channel
+from flowcollect.settings.errors import ConfigError
 from flowcollect.flow import DEDUPER_FIRST_COME, DEDUPER_NONE, Deduper, deduper_provider
-from flowcollect.records import FlowBatch
-from flowcollect.stages.flowkey import DEDUP_KEY, hash_words
-from flowcollect.stages.flowtable import FlowTable, group_keys
+from flowcollect.records.batch import FlowBatch
+from flowcollect.pipeline.flow_key import DEDUP_KEY, hash_words
+from flowcollect.pipeline.flow_table import FlowTable, group_keys
 from tests.channels import receive_timeout, require_closed, require_nothing, start
 from tests.fakes import FakeClock, flows
 
@@ -24,19 +24,19 @@ NAMES = {id(ONE_IF1): "oneIf1", id(ONE_IF2): "oneIf2", id(TWO_IF1): "twoIf1", id
 
 
 def batch(*rows):
-    return FlowBatch(flows=flows(*rows, dtype=records.FLOW_EXPORT))
+    return FlowBatch(flows=flows(*rows, dtype=layout.FLOW_EXPORT))
 
 
 def expected(*rows, duplicate=()):
     """The rows as a FLOW_EXPORT array, with the given positions marked duplicate."""
-    rows = flows(*rows, dtype=records.FLOW_EXPORT)
+    rows = flows(*rows, dtype=layout.FLOW_EXPORT)
     rows["duplicate"][list(duplicate)] = 1
     return rows
 
 
 def assert_rows(got, want):
     assert got is not None, "expected a batch, got nothing"
-    assert got.flows.dtype == records.FLOW_EXPORT
+    assert got.flows.dtype == layout.FLOW_EXPORT
     assert got.flows.tobytes() == want.tobytes(), (got.flows, want)
 
 
@@ -172,7 +172,7 @@ def test_matches_the_record_by_record_algorithm(seed, just_mark):
         rows = flows(*({"src_port": rng.randint(1, 6), "dst_port": rng.choice((53, 80)),
                         "protocol": rng.choice((6, 17)), "if_index": rng.randint(1, 4),
                         "direction": rng.randint(0, 1), "src_mac": f"0{rng.randint(0, 9)}:00:00:00:00:00"}
-                       for _ in range(rng.randint(1, 50))), dtype=records.FLOW_EXPORT)
+                       for _ in range(rng.randint(1, 50))), dtype=layout.FLOW_EXPORT)
         batches.append((now, rows))
     clock = FakeClock()
     dedupe = Deduper(DEDUPER_FIRST_COME, 10, just_mark).batch_filter(clock)
@@ -209,20 +209,20 @@ def test_a_hash_collision_never_merges_two_keys():
 
 
 def test_dedup_key_leaves_out_interface_macs_and_direction_only():
-    base = flows(ONE_IF1, dtype=records.FLOW_EXPORT)
+    base = flows(ONE_IF1, dtype=layout.FLOW_EXPORT)
     same = flows({**ONE_IF1, "if_index": 9, "direction": 0, "src_mac": MAC2, "dst_mac": MAC2},
-                 dtype=records.FLOW_EXPORT)
+                 dtype=layout.FLOW_EXPORT)
     assert (DEDUP_KEY.words(base) == DEDUP_KEY.words(same)).all()
     for field, value in (("vlan_id", 5), ("protocol", 6), ("icmp_type", 1), ("icmp_code", 1),
                          ("eth_protocol", 2), ("dst_port", 1), ("src_ip", "10.0.0.1")):
-        other = flows({**ONE_IF1, field: value}, dtype=records.FLOW_EXPORT)
+        other = flows({**ONE_IF1, field: value}, dtype=layout.FLOW_EXPORT)
         assert hash_words(DEDUP_KEY.words(other)) != hash_words(DEDUP_KEY.words(base)), field
 
 
 def test_just_mark_copies_rows_it_may_not_write():
     # GIVEN rows that are read-only, as when they are a view of a received message
     dedupe = Deduper(DEDUPER_FIRST_COME, 60, True).batch_filter(FakeClock())
-    rows = flows(ONE_IF1, ONE_IF2, dtype=records.FLOW_EXPORT)
+    rows = flows(ONE_IF1, ONE_IF2, dtype=layout.FLOW_EXPORT)
     rows.flags.writeable = False
     # WHEN they are marked, THEN the result is a marked copy and the input is untouched
     assert_rows(dedupe(FlowBatch(flows=rows)), expected(ONE_IF1, ONE_IF2, duplicate=(1,)))

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.agent import Agent, send_udp
+from bench.harness.agent import Agent, send_udp
 
 pytestmark = pytest.mark.kernel
 UDP4, UDP6 = 14 + 20 + 8, 14 + 40 + 8

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from flowcollect.channel import Channel
-from flowcollect.errors import ConfigError
-from flowcollect.informer import ADDED, DELETED, Event, Interface, LinkTable, new_informer
+from flowcollect.pipeline.channel import Channel
+from flowcollect.settings.errors import ConfigError
+from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface, LinkTable, new_informer
 from tests.channels import receive_timeout, require_nothing
 
 POLL_PERIOD = 0.05
@@ -192,7 +192,7 @@ def test_watch_lists_again_after_the_kernel_drops_events(netns_factory, caplog):
         pairs = 20
         for i in range(pairs):
             ns.exec("ip", "link", "add", f"fco{i}a", "type", "veth", "peer", "name", f"fco{i}b")
-        with caplog.at_level(logging.WARNING, logger="flowcollect.informer"):
+        with caplog.at_level(logging.WARNING, logger="flowcollect.interfaces.informer"):
             gate.set()
             got = receive(events, 2 * pairs)
             require_nothing(events, QUIET)

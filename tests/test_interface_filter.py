@@ -1,8 +1,9 @@
 """The interface filter: SPEC §8 case 9 exactly, then the parsing of the settings."""
 import pytest
 
-from flowcollect.errors import ConfigError
-from flowcollect.interface_filter import InterfaceFilter, parse_interface_list, split_interface_list
+from flowcollect.settings.errors import ConfigError
+from flowcollect.interfaces.filter import InterfaceFilter
+from flowcollect.settings.interface_lists import parse_interface_list, split_interface_list
 
 
 def verdicts(flt, names):

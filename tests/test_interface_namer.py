@@ -3,8 +3,8 @@ for an index that exists nowhere."""
 import numpy as np
 import pytest
 
-from flowcollect.informer import ADDED, DELETED, Event, Interface
-from flowcollect.interface_namer import InterfaceNamer, KernelNames, placeholder
+from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface
+from flowcollect.interfaces.namer import InterfaceNamer, KernelNames, placeholder
 from tests.test_informer import events_channel, receive, start_in
 
 

@@ -5,8 +5,9 @@ import socket
 import numpy as np
 import pytest
 
-from flowcollect.exporters.ipfix import TEMPLATES, IpfixEncoder, IpfixSink
-from flowcollect.records import FLOW_EXPORT, FlowBatch
+from flowcollect.export.ipfix import TEMPLATES, IpfixEncoder, IpfixSink
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.layout import FLOW_EXPORT
 from tests.flowrows import flow_row
 from tests.ipfix_decode import decode_messages, number
 
@@ -112,7 +113,7 @@ def encoder_templates(mtu):
 
 
 def _kinds(rows):
-    from flowcollect.exporters.ipfix import template_kinds
+    from flowcollect.export.ipfix import template_kinds
     return template_kinds(rows)
 
 

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from flowcollect.exporters.ipfix import IpfixEncoder, IpfixSink
-from flowcollect.records import FLOW_EXPORT, FlowBatch
+from flowcollect.export.ipfix import IpfixEncoder, IpfixSink
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.layout import FLOW_EXPORT
 from tests.flowtools import ip16, mac6
 
 NOW_NS = time.time_ns() - 60 * 10**9

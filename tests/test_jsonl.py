@@ -4,8 +4,9 @@ import os
 import numpy as np
 import orjson
 
-from flowcollect.exporters.jsonl import JsonLinesSink
-from flowcollect.records import FLOW_EXPORT, FlowBatch
+from flowcollect.export.jsonl import JsonLinesSink
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.layout import FLOW_EXPORT
 
 
 def batch_of(ports):

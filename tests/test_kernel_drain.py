@@ -2,20 +2,18 @@
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from flowcollect.kernel import FlowKernel
-from flowcollect.native import lib
+from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.flow_kernel import FlowKernel
+from native import build_bpf  # the same compile step setup.py uses
 from tests.flowtools import attach, matching, only_flow, totals
 
 pytestmark = pytest.mark.kernel
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "native"))
-import build_bpf  # noqa: E402  (the same compile step setup.py uses)
 
 UDP_FRAME = 14 + 20 + 8
 E2BIG = 7

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from flowcollect.kernel import FlowKernel
-from flowcollect.native import lib
-from tests import frames
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.kernel.bindings import lib
+from bench.harness import frames
 from tests.flowtools import attach, matching, only_flow, totals
 
 INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS

@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from flowcollect.channel import Channel, Closed
-from flowcollect.kernel import FlowKernel
-from flowcollect.stages.accounter import Accounter
-from flowcollect.stages.map_tracer import MapTracer
-from flowcollect.stages.ringbuf_tracer import RingBufTracer
+from flowcollect.pipeline.channel import Channel, Closed
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.pipeline.accounter import Accounter
+from flowcollect.pipeline.map_tracer import MapTracer
+from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
 
 pytestmark = pytest.mark.kernel
 UDP_FRAME = 14 + 20 + 8

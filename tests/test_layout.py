@@ -1,5 +1,6 @@
 """The three views of bpf/flow.h agree byte for byte: the kernel object's BTF,
-the C compiler of the native extension, and the numpy dtypes."""
+the C compiler of the native extension, and the numpy dtypes declared in
+flowcollect/records/layout.py."""
 import json
 import os
 import subprocess
@@ -7,16 +8,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from flowcollect import records
-from flowcollect.native import ffi
+from flowcollect.kernel.bindings import ffi, lib
+from flowcollect.records import layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BPF_OBJECT = os.path.join(ROOT, "build", "bpf", "flows.bpf.o")
 STRUCTS = {
-    "fc_flow_key": (records.FLOW_KEY, 64),
-    "fc_flow_metrics": (records.FLOW_METRICS, 40),
-    "fc_flow_record": (records.FLOW_RECORD, 104),
-    "fc_flow_export": (records.FLOW_EXPORT, 128),
+    "fc_flow_key": (layout.FLOW_KEY, 64),
+    "fc_flow_metrics": (layout.FLOW_METRICS, 40),
+    "fc_flow_record": (layout.FLOW_RECORD, 104),
+    "fc_flow_export": (layout.FLOW_EXPORT, 128),
 }
 
 
@@ -27,6 +28,37 @@ def leaves(ctype, base=0, prefix=""):
             yield from leaves(field.type, base + field.offset, f"{prefix}{name}.")
         else:
             yield prefix + name, field.type, base + field.offset
+
+
+def numpy_format(ctype):
+    if ctype.kind == "array":
+        return (numpy_format(ctype.item), (ctype.length,))
+    assert ctype.kind == "primitive" and ctype.cname.startswith(("uint", "int")), ctype.cname
+    return np.dtype(f"{'u' if ctype.cname.startswith('uint') else 'i'}{ffi.sizeof(ctype)}")
+
+
+def dtype_from_c(struct):
+    """The flattened dtype of a struct as the C compiler laid it out, padding fields left out."""
+    fields = [(path.rsplit(".", 1)[-1], ftype, offset) for path, ftype, offset in leaves(ffi.typeof(f"struct {struct}"))]
+    kept = [(name, numpy_format(ftype), offset) for name, ftype, offset in fields if not name.startswith("pad")]
+    return np.dtype({"names": [k[0] for k in kept], "formats": [k[1] for k in kept],
+                     "offsets": [k[2] for k in kept], "itemsize": ffi.sizeof(f"struct {struct}")})
+
+
+@pytest.mark.parametrize("struct", STRUCTS)
+def test_declared_dtype_is_the_c_compilers_layout(struct):
+    dtype, _ = STRUCTS[struct]
+    assert dtype == dtype_from_c(struct)
+
+
+def test_declared_constants_are_flow_h_enums():
+    counters = sorted((getattr(lib, n), n) for n in dir(lib) if n.startswith("FC_COUNTER_") and n != "FC_COUNTER_MAX")
+    assert layout.COUNTER_NAMES == tuple(name[len("FC_COUNTER_"):].lower() for _, name in counters)
+    assert [slot for slot, _ in counters] == list(range(lib.FC_COUNTER_MAX))
+    assert (layout.DIRECTION_INGRESS, layout.DIRECTION_EGRESS) == (lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS)
+    assert (layout.FC_MAC_LEN, layout.FC_IP_LEN) == (lib.FC_MAC_LEN, lib.FC_IP_LEN)
+    assert layout.KEY_SIZE == ffi.sizeof("struct fc_flow_key")
+    assert layout.METRICS_OFFSET == ffi.offsetof("struct fc_flow_record", "metrics")
 
 
 def distinct_value(ctype, seed):

@@ -3,10 +3,10 @@ import logging
 
 import numpy as np
 
-from flowcollect import records
-from flowcollect.channel import Channel
+from flowcollect.records import layout
+from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import CapacityLimiter
-from flowcollect.records import FlowBatch
+from flowcollect.records.batch import FlowBatch
 from tests.channels import receive_timeout, require_closed, start
 from tests.fakes import FakeClock
 
@@ -14,7 +14,7 @@ LIMITER_LEN = 50
 
 
 def single_flow(i):
-    rows = np.zeros(1, dtype=records.FLOW_EXPORT)
+    rows = np.zeros(1, dtype=layout.FLOW_EXPORT)
     rows["src_port"] = i
     return FlowBatch(flows=rows)
 
@@ -67,7 +67,7 @@ def test_counts_flows_not_batches():
     limiter = CapacityLimiter()
     full = Channel(1)
     full.put(single_flow(0))
-    big = FlowBatch(flows=np.zeros(7, dtype=records.FLOW_EXPORT))
+    big = FlowBatch(flows=np.zeros(7, dtype=layout.FLOW_EXPORT))
     assert limiter.offer(big, full) is False
     assert limiter.dropped_flows == 7
 
@@ -78,7 +78,7 @@ def test_logs_drops_with_a_back_off_from_one_minute_to_one_hour(caplog):
     limiter = CapacityLimiter(mono_clock=clock)
     full = Channel(1)
     full.put(single_flow(0))
-    caplog.set_level(logging.WARNING, logger="flowcollect.stages.limiter")
+    caplog.set_level(logging.WARNING, logger="flowcollect.pipeline.limiter")
 
     def drop_then_wait(minutes):
         limiter.offer(single_flow(1), full)

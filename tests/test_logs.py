@@ -3,7 +3,7 @@ import io
 import json
 import logging
 
-from flowcollect import logs
+from flowcollect.agent import logs
 
 
 def test_json_lines_with_structured_fields_when_not_interactive():

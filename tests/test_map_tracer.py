@@ -4,10 +4,10 @@ import time
 
 import numpy as np
 
-from flowcollect import records
-from flowcollect.channel import Channel
+from flowcollect.records import layout
+from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import MapTracer
-from flowcollect.kernel import fold_percpu
+from flowcollect.kernel.flow_kernel import fold_percpu
 from tests.channels import receive_timeout, require_closed, require_nothing, start
 from tests.fakes import FakeFetcher, flows
 
@@ -17,7 +17,7 @@ HOUR = 3600
 
 def percpu(*cpus):
     """A FLOW_METRICS array, one row per CPU: (packets, bytes, first_seen_ns, last_seen_ns, tcp_flags)."""
-    out = np.zeros(len(cpus), dtype=records.FLOW_METRICS)
+    out = np.zeros(len(cpus), dtype=layout.FLOW_METRICS)
     for row, values in zip(out, cpus):
         row["packets"], row["bytes"], row["first_seen_ns"], row["last_seen_ns"], row["tcp_flags"] = values
     return out
@@ -65,7 +65,7 @@ def test_an_eviction_converts_times_with_one_clock_pair_in_signed_arithmetic():
     batch = tracer.evict()
 
     # THEN the rows are export rows with wall-clock times, before and after T, and the rate
-    assert batch.flows.dtype == records.FLOW_EXPORT
+    assert batch.flows.dtype == layout.FLOW_EXPORT
     assert (batch.flows["time_flow_start_ns"] - T).tolist() == [-877, -1]
     assert (batch.flows["time_flow_end_ns"] - T).tolist() == [123, -1]
     assert batch.flows["sampling"].tolist() == [100, 100]

@@ -8,9 +8,9 @@ import numpy as np
 import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowcollect import health
-from flowcollect.exporters.prometheus import OVERFLOW, FlowMetrics
-from flowcollect.records import FlowBatch
+from flowcollect.export.prometheus import health
+from flowcollect.export.prometheus.flow_counters import OVERFLOW, FlowMetrics
+from flowcollect.records.batch import FlowBatch
 from tests.flowrows import flow_row
 
 NAMES = {2: "eth0", 3: "eth1"}
@@ -34,7 +34,7 @@ def worker_main(directory, index):
     health.enable_multiprocess(directory)
     flow_metrics = FlowMetrics()
     for b in WORKER_BATCHES[index]:
-        flow_metrics.export(b)
+        flow_metrics.write(b)
     health.dedup_dropped(3 + index)
     health.export_error("ipfix" if index == 0 else "jsonl", 2)
     health.limiter_dropped(10 * (index + 1))
@@ -124,8 +124,8 @@ def test_series_beyond_the_cap_go_to_one_overflow_series():
     flow_metrics = FlowMetrics(attributes=("dst_port",), max_series=3, registry=registry)
     capped_before = prometheus_client.REGISTRY.get_sample_value("flowcollect_flow_series_capped_flows_total") or 0
     # WHEN flows to 5 ports arrive (port 443 twice, in two batches)
-    flow_metrics.export(batch(*[dict(TCP_EGRESS, dst_port=p, packets=1, bytes=p) for p in (443, 80, 22)]))
-    flow_metrics.export(batch(*[dict(TCP_EGRESS, dst_port=p, packets=1, bytes=p) for p in (443, 8080, 9090, 9090)]))
+    flow_metrics.write(batch(*[dict(TCP_EGRESS, dst_port=p, packets=1, bytes=p) for p in (443, 80, 22)]))
+    flow_metrics.write(batch(*[dict(TCP_EGRESS, dst_port=p, packets=1, bytes=p) for p in (443, 8080, 9090, 9090)]))
     # THEN the first three ports keep their series, the other flows share the overflow one
     got = samples(prometheus_client.generate_latest(registry).decode())
     bytes_by_port = {dict(labels)["dst_port"]: v for (name, labels), v in got.items() if name == "flowcollect_flow_bytes_total"}
@@ -137,7 +137,7 @@ def test_series_beyond_the_cap_go_to_one_overflow_series():
 def test_address_attributes_label_ip_flows_with_their_text():
     registry = prometheus_client.CollectorRegistry()
     flow_metrics = FlowMetrics(attributes=("src_addr", "dst_port"), registry=registry)
-    flow_metrics.export(batch(dict(eth_protocol=0x0800, src_ip="10.1.2.3", dst_port=53, bytes=10, packets=1),
+    flow_metrics.write(batch(dict(eth_protocol=0x0800, src_ip="10.1.2.3", dst_port=53, bytes=10, packets=1),
                               dict(eth_protocol=0x86DD, src_ip="2001:db8::1", dst_port=53, bytes=20, packets=1),
                               dict(eth_protocol=0x0806, bytes=40, packets=1)))
     got = samples(prometheus_client.generate_latest(registry).decode())

@@ -4,7 +4,7 @@ import logging
 import threading
 
 
-from flowcollect.channel import Channel
+from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import Accounter, MapTracer, RingBufTracer
 from tests.channels import receive_timeout, require_closed, start
 from tests.fakes import FakeClock, FakeFetcher, FakeFlusher, FakeRingBuf, flows
@@ -58,7 +58,7 @@ def test_logs_received_and_map_full_counts_once_per_window(caplog):
     # GIVEN a tracer with a 10 s log window
     clock = FakeClock()
     tracer = RingBufTracer(FakeRingBuf(), FakeFlusher(), 10, mono_clock=clock)
-    caplog.set_level(logging.DEBUG, logger="flowcollect.stages.ringbuf_tracer")
+    caplog.set_level(logging.DEBUG, logger="flowcollect.pipeline.ringbuf_tracer")
     # WHEN 3 records, 2 of them map-full, come within the window
     tracer.handle(map_full(1, 2))
     clock.advance(5)

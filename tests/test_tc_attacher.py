@@ -6,15 +6,15 @@ import time
 
 import pytest
 
-from flowcollect.errors import NativeError
-from flowcollect.informer import ADDED, DELETED, Event, Interface
-from flowcollect.interface_filter import InterfaceFilter
-from flowcollect.interface_namer import InterfaceNamer
-from flowcollect.kernel import FlowKernel
-from flowcollect.native import lib
-from flowcollect.tc_attacher import TcAttacher
+from flowcollect.kernel.errors import NativeError
+from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface
+from flowcollect.interfaces.filter import InterfaceFilter
+from flowcollect.interfaces.namer import InterfaceNamer
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.kernel.bindings import lib
+from flowcollect.interfaces.attacher import TcAttacher
 from tests.flowtools import matching, only_flow
-from tests.netns import veth_pair
+from bench.harness.netns import veth_pair
 from tests.test_informer import start_in
 
 INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS
@@ -56,7 +56,7 @@ def test_attaches_allowed_interfaces_only_and_once():
 def test_a_refused_attach_is_logged_not_fatal_and_retried_on_the_next_added(caplog):
     kernel = FakeKernel(refuse={3})
     attacher = TcAttacher(kernel, InterfaceFilter())
-    with caplog.at_level(logging.WARNING, logger="flowcollect.tc_attacher"):
+    with caplog.at_level(logging.WARNING, logger="flowcollect.interfaces.attacher"):
         announce(attacher, (ADDED, "odd0", 3), (ADDED, "eth0", 4))
     assert attacher.attached() == {4: "eth0"}
     assert "cannot trace interface odd0 (ifindex 3)" in caplog.text
@@ -122,7 +122,7 @@ def test_interfaces_created_after_start_are_traced_if_allowed_and_counted_exactl
     with FlowKernel(1024) as kernel:
         # veth_pair moves each end in under a temporary name (fct...), which this filter refuses too.
         attacher = TcAttacher(kernel, InterfaceFilter(["/^fc[0-9]/"], ["lo", "/^fcx/"]))
-        caplog.set_level(logging.INFO, logger="flowcollect.tc_attacher")
+        caplog.set_level(logging.INFO, logger="flowcollect.interfaces.attacher")
         informer = start_in(agent, "watch", attacher.handle)
         try:
             # GIVEN an excluded and an allowed veth, both created after the agent started

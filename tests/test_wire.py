@@ -5,17 +5,19 @@ import re
 import numpy as np
 import pytest
 
-from flowcollect import records, wire
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
+from flowcollect.transport import wire
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "wire.md")
 
 
 def batch_of(n):
-    flows = np.zeros(n, dtype=records.FLOW_EXPORT)
+    flows = np.zeros(n, dtype=layout.FLOW_EXPORT)
     flows["src_port"] = np.arange(n)
     flows["packets"] = 3
     flows["if_index"] = 7
-    return records.FlowBatch(flows, {7: "eth7"}, "192.0.2.1")
+    return FlowBatch(flows, {7: "eth7"}, "192.0.2.1")
 
 
 def test_flows_round_trip_and_sequence_numbers():
@@ -45,7 +47,7 @@ def test_foreign_or_future_messages_are_refused():
         wire.unpack_header(header[:4] + bytes([9]) + header[5:])
     with pytest.raises(wire.WireError, match="announces 4"):
         frames = wire.flows_message(wire.Publisher(1), batch_of(3))
-        bad = wire.Header(wire.FLOWS, count=4, row_size=records.FLOW_EXPORT.itemsize)
+        bad = wire.Header(wire.FLOWS, count=4, row_size=layout.FLOW_EXPORT.itemsize)
         wire.read_flows(bad, [bytes(frames[1]), bytes(frames[2])])
 
 
@@ -58,7 +60,7 @@ def _doc_table(after_heading):
 
 def test_the_documented_row_layout_is_the_code_s():
     documented = _doc_table("### `flows.bin` body")
-    dtype = records.FLOW_EXPORT
+    dtype = layout.FLOW_EXPORT
     assert [name for *_, name in documented] == list(dtype.names)
     for offset, size, _, name in documented:
         field, field_offset = dtype.fields[name][:2]

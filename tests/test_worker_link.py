@@ -3,12 +3,14 @@ and counts what a dead worker never accounted for."""
 import numpy as np
 import zmq
 
-from flowcollect import records, wire
-from flowcollect.collector import WorkerLink
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
+from flowcollect.transport import wire
+from flowcollect.agent.worker_link import WorkerLink
 
 
 def batch(n):
-    return records.FlowBatch(np.zeros(n, dtype=records.FLOW_EXPORT))
+    return FlowBatch(np.zeros(n, dtype=layout.FLOW_EXPORT))
 
 
 def test_no_worker_connected_means_no_room_not_a_blocked_collector(tmp_path):
@@ -29,22 +31,22 @@ def test_held_while_down_then_released_in_order_and_lost_flows_counted(tmp_path)
     worker = ctx.socket(zmq.PULL)
     worker.connect(endpoint)
     try:
-        link.update_status({"instance": 1, "exported_flows": 0})
+        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=0))
         deadline = 50
         while not link.try_put(batch(5)) and deadline:  # the connection completes
             worker.poll(20)
             deadline -= 1
         assert link.sent_flows == 5
-        link.update_status({"instance": 1, "exported_flows": 2, "dedup_dropped": 1, "limiter_dropped": 0})
+        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=2, dedup_dropped=1, limiter_dropped=0))
 
         assert link.instance_died() == 2  # 5 sent, 3 accounted for
         assert link.lost_flows == 2 and link.down
         assert [link.try_put(batch(n)) for n in (1, 2, 3, 4)] == [True, True, True, False]  # held, up to hwm
         assert link.held_flows() == 6
 
-        link.update_status({"instance": 1, "exported_flows": 99})  # a late word from the dead instance
-        assert link.down and link.status == {}
-        link.update_status({"instance": 2, "exported_flows": 0})  # the new one says hello
+        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=99))  # a late word from the dead instance
+        assert link.down and link.status is None
+        link.update_status(wire.WorkerStatus(worker=0, instance=2, exported_flows=0))  # the new one says hello
         counts = []
         for _ in range(20):  # the worker reads; the link sends what it held as room appears
             link.release_held()

@@ -5,9 +5,11 @@ import time
 import numpy as np
 import zmq
 
-from flowcollect import records, wire
-from flowcollect.exporters.zmq_publish import ZmqPublisher
-from flowcollect.publish_proxy import PublishProxy
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
+from flowcollect.transport import wire
+from flowcollect.export.zmq_publish import ZmqPublisher
+from flowcollect.transport.publish_proxy import PublishProxy
 
 
 def wait_until(predicate, timeout=5.0):
@@ -30,7 +32,7 @@ def test_topics_follow_the_subscriptions_through_the_proxy(tmp_path):
     try:
         assert wait_until(lambda: publisher.wants(wire.TOPIC_BINARY))
         assert not publisher.wants(wire.TOPIC_JSON)
-        publisher.publish(records.FlowBatch(np.zeros(4, dtype=records.FLOW_EXPORT)), b"{}\n" * 4)
+        publisher.write(FlowBatch(np.zeros(4, dtype=layout.FLOW_EXPORT)), b"{}\n" * 4)
         assert publisher.published_flows == {"binary": 4, "json": 0}
         assert subscriber.poll(5000)
         topic, header, _ = wire.split(subscriber.recv_multipart(), topic=True)

@@ -1,0 +1,328 @@
+"""The collector process: everything that touches the kernel, and the workers' supervisor.
+
+    informer ─► TC attach/detach (TcAttacher), interface names (InterfaceNamer)
+    map tracer ─────────────┐
+    ring-buffer tracer ─► accounter ─┴─► shard by dedup key ─► PUSH to worker i
+    status PULL ◄─ workers            publishing proxy (XSUB/XPUB) ◄─ workers' PUB
+
+Threads: the map tracer, the ring-buffer tracer, the accounter, the informer
+and the publishing proxy each run in their own; the main thread forwards
+batches to the workers, reads their status and restarts the ones that die.
+Signal handlers only set flags. On SIGTERM/SIGINT: one last swap-and-drain,
+every batch forwarded, STOP to every worker, workers waited for, our TC
+filters removed, exit 0.
+"""
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+import zmq
+
+from flowcollect.agent import logs, sd_notify
+from flowcollect.agent.runtime import RuntimeDir
+from flowcollect.agent.signals import SignalFlags
+from flowcollect.agent.supervisor import Supervisor, WorkerProcess
+from flowcollect.agent.worker_link import WorkerLink
+from flowcollect.agent.worker_spec import WorkerSpec
+from flowcollect.export.ipfix import IpfixOptions
+from flowcollect.export.outputs import ExportSpec, FlowMetricsOptions
+from flowcollect.export.prometheus import health
+from flowcollect.interfaces.attacher import TcAttacher
+from flowcollect.interfaces.filter import InterfaceFilter
+from flowcollect.interfaces.informer import new_informer
+from flowcollect.interfaces.namer import InterfaceNamer
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.pipeline.accounter import Accounter
+from flowcollect.pipeline.channel import Channel, Closed
+from flowcollect.pipeline.deduper import Deduper
+from flowcollect.pipeline.limiter import CapacityLimiter
+from flowcollect.pipeline.map_tracer import MapTracer
+from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
+from flowcollect.pipeline.sharding import split
+from flowcollect.pipeline.sources import DrainStats
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.layout import Rows
+from flowcollect.settings.errors import FlowcollectError
+from flowcollect.settings.model import Settings
+from flowcollect.transport import curve, wire
+from flowcollect.transport.publish_proxy import PublishProxy
+
+log = logging.getLogger("flowcollect.collector")
+RINGBUF_LOG_TIMEOUT_S = 60.0
+FORWARD_POLL_S = 0.25  # idle wake-ups cost CPU; a batch wakes the loop at once
+STOP_GRACE_S = 3.0
+WORKER_READY_TIMEOUT_S = 20.0
+COUNTERS_PERIOD_S = 1.0
+
+
+Closer = Callable[[], object]
+
+
+class Collector:
+    def __init__(self, config: Settings, agent_ip: str) -> None:
+        self.config = config
+        self.agent_ip = agent_ip
+        self.flags = SignalFlags()
+        self.stop_tracing = threading.Event()
+        self.names_sent: dict[int, str] = {}
+        self.forward_limiter = CapacityLimiter()
+        self.evicted_flows = 0
+        self.links: list[WorkerLink] = []
+        self.proxy: PublishProxy | None = None
+        self._counters_read = 0.0
+
+    def install_signal_handlers(self) -> None:
+        self.flags.install()
+
+    def run(self) -> int:
+        config = self.config
+        agent_ip = self.agent_ip
+        kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
+                            ringbuf_bytes=config.ringbuf_size)
+        self.kernel = kernel
+        rundir = RuntimeDir()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        closers: list[Closer] = [rundir.remove, kernel.close]
+        if config.metrics_address:
+            # Before any process counts anything: every process then writes its metrics to this directory.
+            metrics_dir = health.enable_multiprocess()
+            closers.append(lambda: health.remove_multiprocess_directory(metrics_dir))
+        try:
+            self._run(config, agent_ip, kernel, rundir, ctx, closers)
+        finally:
+            for close in reversed(closers):
+                close()
+            ctx.term()
+        summary = self.summary()
+        log.info("stopped: %d flows evicted, %d dropped on the way to workers, %d lost with dead workers; "
+                 "our TC filters removed", summary["evicted_flows"], summary["forward_dropped_flows"],
+                 summary["worker_lost_flows"], extra=logs.fields(**summary))
+        return 0
+
+    def summary(self) -> dict[str, int]:
+        """What became of the flows, for the last log line (and the metrics)."""
+        links = self.links
+        return {
+            "evicted_flows": self.evicted_flows,
+            "forward_dropped_flows": self.forward_limiter.dropped_flows + sum(link.held_flows() for link in links),
+            "worker_lost_flows": sum(link.lost_flows for link in links),
+            "worker_exported_flows": sum(link.exported_flows() for link in links),
+            "subscriber_dropped_flows": self.proxy.dropped_flows if self.proxy is not None else 0,
+        }
+
+    def _run(self, config: Settings, agent_ip: str, kernel: FlowKernel, rundir: RuntimeDir,
+             ctx: zmq.Context[zmq.Socket[bytes]], closers: list[Closer]) -> None:
+        workers = config.worker_count
+        publish = [o.target for o in config.output if o.kind == "zmq"]
+        self.links = [WorkerLink(ctx, i, rundir.shard_endpoint(i), config.buffers_length, linger_s=STOP_GRACE_S)
+                      for i in range(workers)]
+        closers.append(lambda: [link.socket.close() for link in self.links])
+        self.status_socket = ctx.socket(zmq.PULL)
+        self.status_socket.bind(rundir.status_endpoint)
+        closers.append(self.status_socket.close)
+        proxy = None
+        if publish:
+            secret = curve.read_secret_key(config.zmq_curve_secret_key_file)
+            for endpoint in publish:
+                if endpoint.startswith("tcp://") and secret is None:
+                    log.warning("zmq output %s has no CURVE key: anyone who can reach it reads the flows "
+                                "(set zmq_curve_secret_key_file)", endpoint)
+            if secret is not None:
+                log.info("zmq outputs require CURVE; the agent's public key is %s", curve.public_key(secret))
+            proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4,
+                                 curve_secret_key=secret,
+                                 on_dropped=lambda flows: health.limiter_dropped(flows, stage="subscribers"))
+            proxy.start()
+            closers.append(proxy.finish_and_join)
+        self.proxy = proxy
+        specs = [self._worker_spec(i, rundir, bool(publish)) for i in range(workers)]
+        supervisor = Supervisor(specs, on_exit=self._worker_died, on_restart=self._worker_restarted)
+        closers.append(lambda: supervisor.stop(grace_s=0.5))  # after an error: the normal path stopped them
+
+        namer = InterfaceNamer()
+        self.namer = namer
+        attacher = TcAttacher(kernel, InterfaceFilter(config.interfaces, config.exclude_interfaces), namer)
+        informer = new_informer(config.listen_interfaces, attacher.handle, config.listen_poll_period)
+        informer.start()
+        closers.append(informer.stop)
+        log.info("tracing %s", ", ".join(sorted(attacher.attached().values())) or "no interface yet")
+
+        map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
+                               on_eviction=self._evicted_from_map)
+        ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
+        accounter = Accounter(config.cache_max_flows, config.cache_active_timeout, sampling=config.sampling)
+        map_out: Channel[FlowBatch] = Channel(config.buffers_length)
+        ring_out: Channel[Rows] = Channel(config.buffers_length)
+        acc_out: Channel[FlowBatch] = Channel(config.buffers_length)
+        self.accounter_out = acc_out
+        stages = [threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(map_out,), name="map-tracer"),
+                  threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
+                  threading.Thread(target=accounter.account, args=(ring_out, acc_out), name="accounter")]
+        supervisor.start()
+        self._wait_for_workers(supervisor)
+        for stage in stages:
+            stage.start()
+        # Runs before kernel.close(): no stage may be inside a native call when the kernel objects go.
+        closers.append(lambda: self._stop_stages(stages))
+        if config.metrics_address:
+            server = health.serve(config.metrics_address)
+            closers.append(server.shutdown)
+            log.info("serving Prometheus metrics on http://%s/metrics", config.metrics_address)
+        log.info("agent ready: %d workers, eviction every %ss, outputs %s", workers,
+                 f"{config.cache_active_timeout:g}", ", ".join(str(o) for o in config.output))
+        sd_notify.notify("READY=1")
+
+        self._forward_until_stopped([map_out, acc_out], supervisor)
+        log.info("stopping: last swap-and-drain, then every flow to the workers")
+        sd_notify.notify("STOPPING=1")
+        self.stop_tracing.set()
+        self._forward_until_closed([map_out, acc_out], supervisor)
+        for link in self.links:
+            link.send_control(wire.stop_message(link.publisher))
+        supervisor.stop(grace_s=STOP_GRACE_S)
+        self._read_status()
+        if proxy is not None:
+            proxy.finish()
+
+    def _stop_stages(self, stages: list[threading.Thread]) -> None:
+        self.stop_tracing.set()
+        for stage in stages:
+            stage.join()
+
+    def _wait_for_workers(self, supervisor: Supervisor) -> None:
+        """Start tracing once every worker has said hello: no first batch is sent into the void."""
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while not all(link.status is not None for link in self.links):
+            if time.monotonic() > deadline or self.flags.stop:
+                missing = [link.index for link in self.links if link.status is None]
+                raise FlowcollectError(f"workers {missing} did not start within {WORKER_READY_TIMEOUT_S:.0f} s "
+                                       "(their errors are in the log above)")
+            supervisor.check()
+            if self.status_socket.poll(100):
+                self._read_status()
+
+    def _evicted_from_map(self, reason: str, flows: int, stats: DrainStats) -> None:
+        health.flows_evicted(reason, flows)
+        health.drain_finished((stats.swap_ns + stats.drain_ns) / 1e9, flows, self.config.cache_max_flows)
+
+    def _worker_spec(self, index: int, rundir: RuntimeDir, publish: bool) -> WorkerSpec:
+        config = self.config
+        flow_metrics = None
+        if config.metrics_address:
+            # The series cap is per process: split it so that all workers together keep to it.
+            flow_metrics = FlowMetricsOptions(config.metrics_flow_attributes,
+                                              max(1, config.metrics_max_series // config.worker_count))
+        export = ExportSpec(
+            exporter_id=index + 1,
+            outputs=tuple(o for o in config.output if o.kind not in ("zmq", "none")),
+            ipfix=IpfixOptions(config.ipfix_mtu, config.ipfix_template_refresh, config.ipfix_template_refresh_messages),
+            publish_endpoint=rundir.publish_endpoint if publish else None,
+            publish_hwm=config.buffers_length,
+            jsonl_lock=rundir.file("jsonl.lock"),
+            flow_metrics=flow_metrics,
+        )
+        return WorkerSpec(
+            index=index,
+            collector_pid=os.getpid(),
+            shard_endpoint=rundir.shard_endpoint(index),
+            status_endpoint=rundir.status_endpoint,
+            buffers_length=config.buffers_length,
+            agent_ip=self.agent_ip,
+            deduper=Deduper(config.deduper, config.deduper_expiry, config.deduper_just_mark),
+            export=export,
+            log_level=config.log_level,
+        )
+
+    # --- the main loop ---
+
+    def _forward_until_stopped(self, channels: list[Channel[FlowBatch]], supervisor: Supervisor) -> None:
+        while not self.flags.stop:
+            self._service(supervisor)
+            self._forward_some(channels)
+
+    def _forward_until_closed(self, channels: list[Channel[FlowBatch]], supervisor: Supervisor) -> None:
+        while not all(ch.closed and not len(ch) for ch in channels):
+            self._service(supervisor)
+            self._forward_some(channels)
+
+    def _service(self, supervisor: Supervisor) -> None:
+        if self.flags.reopen:
+            self.flags.reopen = False
+            for worker in supervisor.alive():
+                worker.signal(signal.SIGHUP)
+        self._read_status()
+        supervisor.check()
+        now = time.monotonic()
+        if now - self._counters_read >= COUNTERS_PERIOD_S:
+            self._counters_read = now
+            health.kernel_counters(self.kernel.counters())
+        for link in self.links:
+            if link.held and not link.down:
+                self._refresh_names(link)
+                link.release_held()
+        self.forward_limiter.tick()
+
+    def _forward_some(self, channels: list[Channel[FlowBatch]]) -> None:
+        got = False
+        for ch in channels:
+            try:
+                batch = ch.get(timeout=0 if got else FORWARD_POLL_S / len(channels))
+            except (TimeoutError, Closed):
+                continue
+            got = True
+            if ch is self.accounter_out:  # ring-buffer flows: there because the map was full
+                health.flows_evicted("map_full", len(batch))
+            self._forward(batch)
+
+    def _forward(self, batch: FlowBatch) -> None:
+        self.evicted_flows += len(batch)
+        self._announce_names(batch.flows["if_index"])
+        for index, part in split(batch, len(self.links)):
+            link = self.links[index]
+            if not link.down:
+                self._refresh_names(link)
+            if not self.forward_limiter.offer(part, link):
+                health.limiter_dropped(len(part), stage="collector")
+
+    def _refresh_names(self, link: WorkerLink) -> None:
+        """A restarted worker gets every interface name before its first batch."""
+        if link.needs_names and link.send_control(wire.interfaces_message(link.publisher, self.names_sent)):
+            link.needs_names = False
+
+    def _announce_names(self, if_index: npt.NDArray[np.uint32]) -> None:
+        changed = {int(i): self.namer(int(i)) for i in np.unique(if_index)}
+        changed = {i: name for i, name in changed.items() if self.names_sent.get(i) != name}
+        if changed:
+            self.names_sent.update(changed)
+            for link in self.links:
+                # A worker that is down (or full) gets the whole table before its next batch.
+                if link.down or not link.send_control(wire.interfaces_message(link.publisher, changed)):
+                    link.needs_names = True
+
+    def _read_status(self) -> None:
+        while True:
+            try:
+                frames = self.status_socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            _, _, body = wire.split(frames)
+            status = wire.read_status(body)
+            self.links[status.worker].update_status(status)
+
+    def _worker_died(self, worker: WorkerProcess, code: int | None) -> None:
+        self._read_status()
+        if worker.pid is not None:
+            health.process_exited(worker.pid)
+        lost = self.links[worker.index].instance_died()
+        health.worker_lost_flows(lost)
+        if lost:
+            log.error("worker %d died with %d flows not exported (counted as lost)", worker.index, lost)
+
+    def _worker_restarted(self, worker: WorkerProcess) -> None:
+        health.worker_restarted()
+        self.links[worker.index].needs_names = bool(self.names_sent)

@@ -1,0 +1,119 @@
+"""JSON-lines output: every flow as one line (flowcollect/records/json_lines.py) on stdout or in a file.
+
+A file is opened for appending, never truncated, and reopened on request: the
+agent calls reopen() after SIGHUP so that logrotate can move the file away
+(the lines already written stay in the moved file; the next batch goes to a
+new file at the configured path). The reopen happens in the exporting thread,
+before its next write, so a signal handler only has to call reopen().
+
+Several workers may write to the same file or stdout. Appends of a whole
+batch to a regular file do not interleave, but a pipe only keeps writes of up
+to 4 KiB whole: with `lock_path`, each batch is written under an exclusive
+flock of that file, so lines from different workers never mix.
+
+A write that fails (disk full, closed pipe) is counted (and in the
+flowcollect_export_errors_total metric) and its batch dropped; the agent
+keeps running. A failure can leave at most one partial line: it is ended
+with a newline before the next batch, so readers lose that line only.
+"""
+import fcntl
+import logging
+import os
+import sys
+import threading
+
+from flowcollect.export.prometheus import health
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.json_lines import encode_lines
+
+log = logging.getLogger(__name__)
+
+STDOUT = "-"
+
+
+class JsonLinesSink:
+    """Writes FlowBatch objects as JSON lines to `target` ("-" for stdout, else a path)."""
+
+    kind = "jsonl"
+
+    def __init__(self, target: str, lock_path: str | None = None, stdout_fd: int | None = None) -> None:
+        self.target = target
+        self.name = f"jsonl:{target}"
+        self.records = 0        # flows written
+        self.errors = 0         # failed writes (their batches were dropped)
+        self._stdout_fd = sys.stdout.fileno() if stdout_fd is None and target == STDOUT else stdout_fd
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if lock_path else None
+        self._fd: int | None = None
+        self._reopen = threading.Event()
+        self._torn = False      # the last failed write may have left a partial line
+        self._open()
+
+    def __repr__(self) -> str:
+        return f"JsonLinesSink({self.target!r})"
+
+    def _open(self) -> None:
+        if self.target == STDOUT:
+            self._fd = self._stdout_fd
+            return
+        # O_APPEND: every write lands at the end, even with other writers on the file.
+        self._fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+
+    def wants_json(self) -> bool:
+        return True  # takes the batch's encoded lines when the worker has them
+
+    def reopen(self) -> None:
+        """Ask for the file to be reopened before the next write (safe from a signal handler)."""
+        self._reopen.set()
+
+    def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
+        """Write one batch (`lines`: its encode_lines output, if already made); True when all of it was written."""
+        if not len(batch):
+            return True
+        data = encode_lines(batch) if lines is None else lines
+        try:
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._write_locked(data)
+            finally:
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        except OSError as exc:
+            self.errors += 1
+            self._torn = True
+            health.export_error(self.kind)
+            log.error("jsonl output %s: write failed, %d flows dropped: %s", self.target, len(batch), exc.strerror or exc)
+            return False
+        self.records += len(batch)
+        health.exported(self.kind, len(batch))
+        return True
+
+    def _write_locked(self, data: memoryview) -> None:
+        if self._reopen.is_set():
+            self._reopen.clear()
+            self._close_file()
+            self._open()
+        if self._torn:
+            self._write_all(b"\n")
+            self._torn = False
+        self._write_all(data)
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def counters(self) -> dict[str, object]:
+        return {"written_flows": self.records, "write_errors": self.errors}
+
+    def _close_file(self) -> None:
+        if self._fd is not None and self.target != STDOUT:
+            os.close(self._fd)
+        self._fd = None
+
+    def close(self) -> None:
+        self._close_file()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,82 @@
+"""A worker's outputs, fed one decorated batch at a time.
+
+Built from the worker's export settings (ExportSpec, written by the collector
+from the agent's settings). The zmq outputs are served by the collector's
+publishing proxy, to which each worker publishes. The JSON lines of a batch
+are encoded once and shared by every sink that wants them (JSON-lines files,
+the JSON topic). Sinks count and log their own failures; none of them raises.
+"""
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import zmq
+
+from flowcollect.export.ipfix import IpfixOptions
+from flowcollect.export.sink import Sink
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.json_lines import encode_lines
+from flowcollect.settings.values import OutputSpec
+
+
+@dataclass(frozen=True)
+class FlowMetricsOptions:
+    """The Prometheus flow counters of one worker: their labels, and this worker's share of the series cap."""
+
+    attributes: tuple[str, ...]
+    max_series: int
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """Everything a worker needs to build its outputs."""
+
+    exporter_id: int                   # 1..N: the worker's publisher id and IPFIX observation domain
+    outputs: tuple[OutputSpec, ...]    # jsonl and ipfix outputs (zmq outputs go through publish_endpoint)
+    ipfix: IpfixOptions
+    publish_endpoint: str | None       # the collector's publishing proxy, when there is a zmq output
+    publish_hwm: int
+    jsonl_lock: str | None             # one flock for every worker writing JSON lines (export/jsonl.py)
+    flow_metrics: FlowMetricsOptions | None
+
+
+class Outputs:
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def export(self, batch: FlowBatch) -> None:
+        lines = encode_lines(batch) if any(sink.wants_json() for sink in self.sinks) else None
+        for sink in self.sinks:
+            sink.write(batch, lines)
+
+    def reopen(self) -> None:
+        for sink in self.sinks:
+            sink.reopen()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+    def counters(self) -> dict[str, dict[str, object]]:
+        return {sink.name: sink.counters() for sink in self.sinks}
+
+
+def build_outputs(spec: ExportSpec, ctx: zmq.Context[zmq.Socket[bytes]]) -> Outputs:
+    """The sinks of `spec`: files and collectors in the order given, then the zmq topics, then Prometheus."""
+    sinks: list[Sink] = []
+    for output in spec.outputs:
+        if output.kind == "jsonl":
+            from flowcollect.export.jsonl import JsonLinesSink
+            sinks.append(JsonLinesSink(output.target, lock_path=spec.jsonl_lock))
+        elif output.kind == "ipfix":
+            from flowcollect.export.ipfix import IpfixEncoder, IpfixSink
+            encoder = IpfixEncoder(observation_domain=spec.exporter_id, mtu=spec.ipfix.mtu,
+                                   template_refresh_seconds=spec.ipfix.template_refresh_seconds,
+                                   template_refresh_messages=spec.ipfix.template_refresh_messages)
+            sinks.append(IpfixSink(output.target, encoder=encoder))
+    if spec.publish_endpoint:
+        from flowcollect.export.zmq_publish import ZmqPublisher
+        sinks.append(ZmqPublisher(ctx, spec.publish_endpoint, spec.exporter_id, hwm=spec.publish_hwm))
+    if spec.flow_metrics is not None:
+        from flowcollect.export.prometheus.flow_counters import FlowMetrics
+        sinks.append(FlowMetrics(spec.flow_metrics.attributes, spec.flow_metrics.max_series))
+    return Outputs(sinks)

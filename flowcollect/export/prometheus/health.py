@@ -1,0 +1,187 @@
+"""The agent's own metrics: defined here once, updated by the collector and the workers.
+
+Processes. The agent is one collector and N workers (docs/architecture.md), and every one
+of them counts something. prometheus_client's multiprocess mode merges them:
+each process writes its counters to memory-mapped files in one directory,
+and a scrape of the collector's /metrics reads and sums all of them. So:
+
+- the agent calls enable_multiprocess() in the parent before it starts any
+  process (the directory is private to the agent: created 0700 in the temp
+  dir, removed at exit by remove_multiprocess_directory());
+- each process simply calls the functions below;
+- the collector calls serve() for the HTTP endpoint;
+- the supervisor calls process_exited(pid) for a worker that died: its
+  counters stay (they are totals; the restarted worker adds to them), its
+  live gauges go.
+
+Without enable_multiprocess() the same calls work in one process (tests, a
+single-process run) with prometheus_client's default in-memory values.
+Metric objects are created on first use, after the mode is chosen.
+
+Kernel counters arrive as totals since the BPF program was loaded;
+kernel_counters() turns them into increments, so a scrape shows counters.
+"""
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client
+from prometheus_client import values
+from prometheus_client.exposition import start_http_server
+
+from flowcollect.settings.addresses import host_port
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+EVICTION_REASONS = ("timer", "map_full", "shutdown")
+DRAIN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# Kernel counters (records/layout.py COUNTER_NAMES) -> (metric name, help).
+KERNEL_COUNTERS = {
+    "packets_seen": ("flowcollect_kernel_packets_total", "Packets seen by the TC programs"),
+    "sampled_out": ("flowcollect_kernel_sampled_out_packets_total", "Packets skipped by sampling"),
+    "parse_failed": ("flowcollect_kernel_parse_failures_total", "Packets whose headers could not be parsed"),
+    "map_insert_failed": ("flowcollect_kernel_map_insert_failures_total", "New flows that did not fit in the flow map (sent through the ring buffer)"),
+    "ringbuf_submitted": ("flowcollect_ringbuf_records_total", "One-packet flows sent through the ring buffer"),
+    "ringbuf_reserve_failed": ("flowcollect_lost_packets_total", "Packets lost: the flow map and the ring buffer were both full"),
+    "lost_bytes": ("flowcollect_lost_bytes_total", "Bytes of the lost packets"),
+    "no_flow_map": ("flowcollect_kernel_no_flow_map_packets_total", "Packets seen while no flow map was installed"),
+}
+
+
+def enable_multiprocess(directory: str | None = None) -> str:
+    """Switch this process (and the processes it starts) to multiprocess metrics; returns the directory."""
+    if _metrics is not None and not _metrics.multiprocess:
+        raise RuntimeError("enable_multiprocess() must come before the first metric is updated")
+    directory = directory or tempfile.mkdtemp(prefix="flowcollect-metrics-")  # mode 0700
+    os.environ[MULTIPROC_ENV] = directory
+    # prometheus_client picks its value store when it is imported: choose again now that the variable is set.
+    values.ValueClass = values.get_value_class()
+    return directory
+
+
+def remove_multiprocess_directory(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def process_exited(pid: int) -> None:
+    """A worker died: drop its live gauges (its counters stay in the totals)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(pid)
+
+
+def scrape_registry() -> prometheus_client.CollectorRegistry:
+    """The registry /metrics serves: every process's files in multiprocess mode, else this process."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return prometheus_client.REGISTRY
+    from prometheus_client import multiprocess
+    registry = prometheus_client.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def serve(address: str) -> WSGIServer:
+    """Serve /metrics on HOST:PORT (an empty host: every address) in a thread; returns the server (.shutdown())."""
+    host, port = host_port(address, default_host="0.0.0.0")
+    server, _thread = start_http_server(port, addr=host, registry=scrape_registry())
+    return server
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        counter, gauge, histogram = prometheus_client.Counter, prometheus_client.Gauge, prometheus_client.Histogram
+        self.kernel = {name: counter(metric, text) for name, (metric, text) in KERNEL_COUNTERS.items()}
+        self.kernel_last: dict[str, int] = {}
+        self.kernel_lock = threading.Lock()
+        self.evicted = counter("flowcollect_evicted_flows_total", "Flows evicted from the kernel, by reason", ["reason"])
+        self.drain = histogram("flowcollect_drain_duration_seconds", "Time of one swap-and-drain of the kernel flow map",
+                               buckets=DRAIN_BUCKETS)
+        self.map_fill = gauge("flowcollect_map_fill_ratio", "Flows in the map at the last drain / map capacity",
+                              multiprocess_mode="livemostrecent")
+        self.dedup_dropped = counter("flowcollect_dedup_dropped_flows_total", "Flows dropped as duplicates seen on another interface")
+        self.limiter_dropped = counter("flowcollect_limiter_dropped_flows_total",
+                                       "Flows dropped because a downstream queue was full", ["stage"])
+        self.exported = counter("flowcollect_exported_flows_total", "Flows handed to an output", ["output"])
+        self.export_errors = counter("flowcollect_export_errors_total", "Failed writes or sends, by output", ["output"])
+        self.worker_restarts = counter("flowcollect_worker_restarts_total", "Worker processes restarted after a crash")
+        self.worker_lost = counter("flowcollect_worker_lost_flows_total",
+                                   "Flows sent to a worker that died before it exported them")
+        self.capped_flows = counter("flowcollect_flow_series_capped_flows_total",
+                                    "Flows counted in the overflow series because the flow metrics reached their series cap")
+
+
+_metrics: _Metrics | None = None
+_metrics_lock = threading.Lock()
+
+
+def metrics() -> _Metrics:
+    """The metric objects of this process, created on first use."""
+    global _metrics
+    if _metrics is None:
+        with _metrics_lock:
+            if _metrics is None:
+                _metrics = _Metrics()
+    return _metrics
+
+
+# --- what the collector reports ---
+
+def kernel_counters(totals: Mapping[str, int]) -> None:
+    """The kernel's counters as totals since load ({layout.COUNTER_NAMES: int}); adds what is new."""
+    m = metrics()
+    with m.kernel_lock:
+        for name, total in totals.items():
+            counter = m.kernel.get(name)
+            if counter is None:
+                continue
+            increase = int(total) - m.kernel_last.get(name, 0)
+            if increase > 0:
+                counter.inc(increase)
+            m.kernel_last[name] = int(total)
+
+
+def flows_evicted(reason: str, count: int) -> None:
+    if reason not in EVICTION_REASONS:
+        raise ValueError(f"eviction reason {reason!r}: one of {', '.join(EVICTION_REASONS)}")
+    metrics().evicted.labels(reason).inc(count)
+
+
+def drain_finished(seconds: float, flows: int, capacity: int) -> None:
+    """One swap-and-drain took `seconds` and found `flows` in a map of `capacity` entries."""
+    m = metrics()
+    m.drain.observe(seconds)
+    m.map_fill.set(flows / capacity if capacity else 0.0)
+
+
+def worker_restarted() -> None:
+    metrics().worker_restarts.inc()
+
+
+def worker_lost_flows(count: int) -> None:
+    metrics().worker_lost.inc(count)
+
+
+# --- what the workers report ---
+
+def dedup_dropped(count: int) -> None:
+    metrics().dedup_dropped.inc(count)
+
+
+def limiter_dropped(count: int, stage: str = "worker") -> None:
+    metrics().limiter_dropped.labels(stage).inc(count)
+
+
+def exported(output: str, count: int) -> None:
+    metrics().exported.labels(output).inc(count)
+
+
+def export_error(output: str, count: int = 1) -> None:
+    metrics().export_errors.labels(output).inc(count)
+
+
+def flows_capped(count: int) -> None:
+    metrics().capped_flows.inc(count)

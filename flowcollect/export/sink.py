@@ -1,0 +1,31 @@
+"""The one contract of an output: what a worker's export thread calls on each of its sinks."""
+from typing import Protocol
+
+from flowcollect.records.batch import FlowBatch
+
+
+class Sink(Protocol):
+    """An output of decorated flows. A sink counts and logs its own failures; it never raises on a write."""
+
+    @property
+    def name(self) -> str:
+        """The output as the operator named it (jsonl:PATH, ipfix:HOST:PORT, zmq, prometheus)."""
+        ...
+
+    def wants_json(self) -> bool:
+        """Would write() use the batch's JSON lines now? Then the worker encodes them once, for every sink."""
+        ...
+
+    def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
+        """Deliver one batch (`lines`: its JSON lines, if encoded); True when all of it went out."""
+        ...
+
+    def reopen(self) -> None:
+        """Reopen files before the next write (after SIGHUP); safe to call from a signal handler."""
+        ...
+
+    def counters(self) -> dict[str, object]:
+        """Cumulative counts for the worker's status messages."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,83 @@
+"""Publish flow batches on the public ZeroMQ topics (binary and JSON), through the proxy.
+
+A worker's XPUB socket connects to the collector's publishing proxy. It is an
+XPUB rather than a PUB so that the worker hears the subscriptions (the proxy
+passes them on): a topic nobody subscribes to is not built at all, which
+spares the JSON encoding, most of a worker's time, when only binary
+subscribers listen. Sends never block: a message the proxy cannot take now
+is dropped and counted here; its sequence number is used anyway, so
+subscribers see the gap.
+"""
+import zmq
+
+from flowcollect.export.prometheus import health
+from flowcollect.records.batch import FlowBatch
+from flowcollect.transport import wire
+
+TOPIC_NAMES = {wire.TOPIC_BINARY: "binary", wire.TOPIC_JSON: "json"}
+
+
+class ZmqPublisher:
+    """The zmq outputs of one worker, as a sink."""
+
+    name = "zmq"
+
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, publisher_id: int, hwm: int = 1000) -> None:
+        self.socket = ctx.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.SNDHWM, hwm)
+        self.socket.setsockopt(zmq.LINGER, 3000)  # a stopping worker still delivers what it published
+        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self.socket.connect(endpoint)
+        self.publisher = wire.Publisher(publisher_id)
+        self._subscriptions: dict[bytes, int] = {}  # topic prefix -> how many times subscribed
+        # flows per topic: {"binary": n, "json": n}
+        self.published_flows = dict.fromkeys(wire.TOPICS, 0)
+        self.dropped_flows = dict.fromkeys(wire.TOPICS, 0)
+
+    def _follow_subscriptions(self) -> None:
+        while True:
+            try:
+                message = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not message:
+                continue
+            prefix, change = message[1:], 1 if message[0] == 1 else -1
+            self._subscriptions[prefix] = max(0, self._subscriptions.get(prefix, 0) + change)
+
+    def wants(self, topic: bytes) -> bool:
+        """Does any subscriber want this topic now?"""
+        self._follow_subscriptions()
+        return any(count and topic.startswith(prefix) for prefix, count in self._subscriptions.items())
+
+    def wants_json(self) -> bool:
+        return self.wants(wire.TOPIC_JSON)
+
+    def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
+        """Send the batch on the binary topic and its JSON lines on the JSON topic, where subscribed."""
+        messages = []
+        if self.wants(wire.TOPIC_BINARY):
+            messages.append((wire.TOPIC_BINARY, wire.flows_message(self.publisher, batch, topic=wire.TOPIC_BINARY)))
+        if lines is not None and self.wants(wire.TOPIC_JSON):
+            messages.append((wire.TOPIC_JSON, wire.json_message(self.publisher, lines, len(batch))))
+        sent = True
+        for topic, frames in messages:
+            name = TOPIC_NAMES[topic]
+            try:
+                self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                self.published_flows[name] += len(batch)
+                health.exported(f"zmq_{name}", len(batch))
+            except zmq.Again:
+                sent = False
+                self.dropped_flows[name] += len(batch)
+                health.limiter_dropped(len(batch), stage=f"zmq_{name}")
+        return sent
+
+    def reopen(self) -> None:
+        """Nothing to reopen: the socket stays connected."""
+
+    def counters(self) -> dict[str, object]:
+        return {"published_flows": dict(self.published_flows), "dropped_flows": dict(self.dropped_flows)}
+
+    def close(self) -> None:
+        self.socket.close()

@@ -1,1 +1,0 @@
-"""Exporters: where evicted, deduplicated and decorated flows leave the agent."""

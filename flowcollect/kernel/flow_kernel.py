@@ -1,0 +1,139 @@
+"""The kernel side as one Python object: a thin wrapper over native/fc_native.c.
+
+FlowKernel loads the programs with their map sizes, attaches them to
+interfaces, swaps-and-drains the flow map into numpy batches, consumes the
+ring buffer and reads the kernel counters. Every native call goes through
+bindings.check().
+"""
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from flowcollect.kernel.bindings import check, ffi, lib
+from flowcollect.kernel.privileges import require_kernel_privileges
+from flowcollect.records.batch import empty
+from flowcollect.records.layout import COUNTER_NAMES, FLOW_METRICS, FLOW_RECORD
+
+DIRECTION_MASKS = {
+    "ingress": lib.FC_TRACE_INGRESS,
+    "egress": lib.FC_TRACE_EGRESS,
+    "both": lib.FC_TRACE_BOTH,
+}
+DEFAULT_RINGBUF_BYTES = 1 << 22
+RINGBUF_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class DrainStats:
+    """What one swap-and-drain cost (struct fc_drain_stats)."""
+
+    swap_ns: int
+    drain_ns: int
+    batches: int
+    used_batch_ops: bool
+
+
+def _rows(batch: np.ndarray) -> Any:
+    """A cffi pointer to the rows of a FLOW_RECORD array, without a copy."""
+    if batch.dtype != FLOW_RECORD or not batch.flags.c_contiguous:
+        raise ValueError("expected a C-contiguous array of layout.FLOW_RECORD")
+    return ffi.cast("struct fc_flow_record *", ffi.from_buffer(batch, require_writable=True))
+
+
+class FlowKernel:
+    """Loaded BPF programs and maps. Use as a context manager, or close().
+
+    The operations keep separate native buffers: swap_and_drain, read_ringbuf
+    and counters may run in three threads at once, each from one thread only.
+    """
+
+    def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
+                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False) -> None:
+        require_kernel_privileges()
+        opts = ffi.new("struct fc_load_opts *", {
+            "max_flows": max_flows,
+            "ringbuf_bytes": ringbuf_bytes,
+            "sampling": sampling,
+            "drain_batch": drain_batch,
+            "direction_mask": DIRECTION_MASKS[direction],
+            "debug": int(debug),
+        })
+        out = ffi.new("struct fc_agent **")
+        check(lib.fc_agent_open(opts, out))
+        self._agent = out[0]
+        self.max_flows = max_flows
+        self.sampling = sampling
+        self.direction = direction
+        # Reused between calls: fresh pages are slow to touch on these hosts.
+        self._drain_rows = empty(max_flows)
+        self._ring_rows = empty(RINGBUF_BATCH)
+        self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
+        self._stats = ffi.new("struct fc_drain_stats *")
+
+    def __enter__(self) -> "FlowKernel":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Detach every filter of ours and free the kernel objects."""
+        if self._agent is not None:
+            lib.fc_agent_close(self._agent)
+            self._agent = None
+
+    def attach(self, ifindex: int) -> None:
+        """Attach at TC on ifindex (in this thread's network namespace), beside foreign filters."""
+        check(lib.fc_agent_attach(self._agent, ifindex))
+
+    def detach(self, ifindex: int) -> None:
+        """Remove our filters from ifindex; foreign qdiscs and filters stay."""
+        check(lib.fc_agent_detach(self._agent, ifindex))
+
+    def swap_and_drain(self, out: np.ndarray | None = None) -> tuple[np.ndarray, DrainStats]:
+        """Swap the flow maps and drain the retired one.
+
+        Returns (batch, stats): batch is a view of `out` (default: a buffer
+        owned by this object and overwritten by the next call) holding one
+        row per flow with the per-CPU values folded.
+        """
+        rows = self._drain_rows if out is None else out
+        n = check(lib.fc_agent_swap_and_drain(self._agent, _rows(rows), len(rows), self._stats))
+        s = self._stats
+        return rows[:n], DrainStats(s.swap_ns, s.drain_ns, s.batches, bool(s.used_batch_ops))
+
+    def read_ringbuf(self, timeout_ms: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        """Records waiting in the ring buffer (one packet each), up to len(out).
+
+        Waits up to timeout_ms for the first one. The batch is a view of `out`
+        (default: a buffer owned by this object, overwritten by the next call).
+        """
+        rows = self._ring_rows if out is None else out
+        n = check(lib.fc_agent_ringbuf_consume(self._agent, _rows(rows), len(rows), timeout_ms))
+        return rows[:n]
+
+    def counters(self) -> dict[str, int]:
+        """The kernel counters (enum fc_counter), summed over CPUs, by name."""
+        check(lib.fc_agent_read_counters(self._agent, self._counters, lib.FC_COUNTER_MAX))
+        return {name: int(value) for name, value in zip(COUNTER_NAMES, self._counters, strict=True)}
+
+    def map_fd(self, which: int) -> int:
+        return check(lib.fc_agent_map_fd(self._agent, which))
+
+    def prog_fd(self, which: int) -> int:
+        return check(lib.fc_agent_prog_fd(self._agent, which))
+
+
+def fold_percpu(percpu: np.ndarray) -> np.void:
+    """Fold one flow's per-CPU metrics (a FLOW_METRICS array) with the native fold."""
+    percpu = np.ascontiguousarray(percpu, dtype=FLOW_METRICS)
+    out = np.zeros(1, dtype=FLOW_METRICS)
+    lib.fc_fold_percpu(
+        ffi.cast("struct fc_flow_metrics *", ffi.from_buffer(percpu)),
+        len(percpu),
+        ffi.cast("struct fc_flow_metrics *", ffi.from_buffer(out, require_writable=True)),
+    )
+    return out[0]

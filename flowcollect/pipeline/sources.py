@@ -1,0 +1,40 @@
+"""What the collector's stages read from: narrow views of the kernel side.
+
+The real source is flowcollect/kernel/flow_kernel.py's FlowKernel; tests pass
+fakes (tests/fakes.py) with the same methods.
+"""
+from typing import Protocol
+
+from flowcollect.records.layout import Rows
+
+
+class DrainStats(Protocol):
+    """What one swap-and-drain cost."""
+
+    @property
+    def swap_ns(self) -> int: ...
+
+    @property
+    def drain_ns(self) -> int: ...
+
+
+class MapFetcher(Protocol):
+    """Swaps the kernel's flow maps and drains the retired one."""
+
+    def swap_and_drain(self) -> tuple[Rows, DrainStats]:
+        """FLOW_RECORD rows, per-CPU values folded (a buffer reused by the next call), and what it cost."""
+        ...
+
+
+class RingReader(Protocol):
+    """Reads the one-packet records of the kernel's ring buffer."""
+
+    def read_ringbuf(self, timeout_ms: int = 0) -> Rows:
+        """FLOW_RECORD rows waiting now (a buffer reused by the next call), waiting up to timeout_ms for one."""
+        ...
+
+
+class Flusher(Protocol):
+    """Asks for an early eviction of the kernel map (the map tracer)."""
+
+    def flush(self) -> None: ...

@@ -1,0 +1,84 @@
+"""numpy dtypes of the structs and constants of bpf/flow.h, declared here without the native extension.
+
+A subscriber decodes the binary stream with these and must not need libbpf,
+so the layout is written out rather than read from the compiled extension;
+tests/test_layout.py pins it to bpf/flow.h, field by field, through the C
+compiler's view (cffi) and the kernel object's BTF. Nested structs are
+flattened (`rec["packets"]`, `rec["src_port"]`); padding fields are left out
+of the dtype but kept in its offsets and itemsize, so a numpy row is the C
+struct byte for byte.
+"""
+import numpy as np
+import numpy.typing as npt
+
+FC_MAC_LEN = 6
+FC_IP_LEN = 16
+
+Member = tuple[str, str | tuple[str, tuple[int]]] | np.dtype
+
+
+def _struct(*members: Member) -> np.dtype:
+    """The flattened dtype of a C struct whose members are laid out in order with natural alignment.
+
+    flow.h spells every hole out as a named `pad` field, so an offset that is
+    not aligned to its member's size means this declaration has drifted.
+    """
+    names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
+    offset = 0
+    for member in members:
+        if isinstance(member, np.dtype):  # a nested struct
+            for name in member.names or ():
+                ftype, at = member.fields[name][:2]  # type: ignore[index]
+                names.append(name)
+                formats.append(ftype)
+                offsets.append(offset + at)
+            offset += member.itemsize
+            continue
+        name, fmt = member
+        ftype = np.dtype(fmt)
+        if offset % ftype.base.itemsize:
+            raise TypeError(f"{name} at offset {offset} is not naturally aligned")
+        if not name.startswith("pad"):
+            names.append(name)
+            formats.append(ftype)
+            offsets.append(offset)
+        offset += ftype.itemsize
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
+
+
+# struct fc_flow_key: the hash-map key (64 bytes).
+FLOW_KEY = _struct(
+    ("src_mac", ("u1", (FC_MAC_LEN,))), ("dst_mac", ("u1", (FC_MAC_LEN,))), ("eth_protocol", "u2"),
+    ("src_ip", ("u1", (FC_IP_LEN,))), ("dst_ip", ("u1", (FC_IP_LEN,))),
+    ("src_port", "u2"), ("dst_port", "u2"), ("vlan_id", "u2"), ("if_index", "u4"),
+    ("protocol", "u1"), ("direction", "u1"), ("icmp_type", "u1"), ("icmp_code", "u1"), ("pad", ("u1", (4,))),
+)
+# struct fc_flow_metrics: the per-CPU value (40 bytes).
+FLOW_METRICS = _struct(
+    ("packets", "u8"), ("bytes", "u8"), ("first_seen_ns", "u8"), ("last_seen_ns", "u8"),
+    ("tcp_flags", "u2"), ("dscp", "u1"), ("errno_code", "u1"), ("pad", "u4"),
+)
+# struct fc_flow_record: a ring-buffer record, and a row of a drained batch (104 bytes).
+FLOW_RECORD = _struct(FLOW_KEY, FLOW_METRICS)
+# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (128 bytes).
+FLOW_EXPORT = _struct(
+    FLOW_RECORD, ("time_flow_start_ns", "i8"), ("time_flow_end_ns", "i8"),
+    ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))),
+)
+
+KEY_SIZE = FLOW_KEY.itemsize
+METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
+
+# enum fc_direction: numbered as IPFIX flowDirection.
+DIRECTION_INGRESS = 0
+DIRECTION_EGRESS = 1
+DIRECTION_NAMES = {DIRECTION_INGRESS: "ingress", DIRECTION_EGRESS: "egress"}
+
+# enum fc_counter, in slot order, as lower-case names.
+COUNTER_NAMES = ("packets_seen", "sampled_out", "parse_failed", "map_insert_failed", "ringbuf_submitted",
+                 "ringbuf_reserve_failed", "lost_bytes", "no_flow_map")
+
+Rows = npt.NDArray[np.void]
+"""A batch: an array of rows of one of the structs above."""

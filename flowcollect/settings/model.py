@@ -1,0 +1,149 @@
+"""Every setting of the agent, declared once: the fields of the frozen Settings dataclass.
+
+Each field carries its default and, in its metadata, its parser, help text
+and how --print-config shows it; the flag (--cache-max-flows), the
+environment variable (FLOWCOLLECT_CACHE_MAX_FLOWS) and the config-file key
+(cache_max_flows) follow from its name. The command line, the environment,
+the config file, --print-config and docs/configuration.md all read this one
+table (flowcollect/settings/sources.py).
+"""
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from flowcollect.settings import values as v
+from flowcollect.settings.addresses import DEFAULT_PUBLIC_ENDPOINT
+from flowcollect.settings.errors import ConfigError
+from flowcollect.settings.units import format_duration, format_size
+
+ENV_PREFIX = "FLOWCOLLECT_"
+MAX_FLOWS_LIMIT = 1 << 24
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: what the command line, the environment and the config file need."""
+
+    name: str
+    default: object
+    parse: Callable[[object], object]  # raises values.Rejected
+    help: str
+    show: Callable[[Any], str] = str
+    switch: bool = False      # a boolean flag: --name / --no-name
+    repeatable: bool = False  # the flag may be given several times; values accumulate
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _setting(default: T, parse: Callable[[object], T], help: str, show: Callable[[Any], str] = str, *,
+             switch: bool = False, repeatable: bool = False) -> T:
+    """A Settings field: its default, and the rest of its table row in the field's metadata."""
+    row = {"parse": parse, "help": help, "show": show, "switch": switch, "repeatable": repeatable}
+    return field(default=default, metadata={"setting": row})
+
+
+def _list_show(values: tuple[object, ...]) -> str:
+    return ",".join(str(value) for value in values)
+
+
+def _derived(show: Callable[[Any], str]) -> Callable[[Any], str]:
+    return lambda value: "" if value is None else show(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The agent's effective settings (defaults < config file < environment < flags)."""
+
+    interfaces: tuple[str, ...] = _setting(
+        (), v.interface_list, "interfaces to trace: comma-separated names or /regex/ (default: every interface)", _list_show)
+    exclude_interfaces: tuple[str, ...] = _setting(
+        ("lo",), v.interface_list, "interfaces never traced, same syntax; exclusion wins", _list_show)
+    listen_interfaces: str = _setting(
+        "watch", v.choice("watch", "poll"), "how new interfaces are found: netlink events (watch) or polling (poll)")
+    listen_poll_period: float = _setting(
+        10.0, v.duration, "polling period when listen_interfaces is poll", format_duration)
+    direction: str = _setting("both", v.choice("both", "ingress", "egress"), "which TC hooks count packets")
+    cache_max_flows: int = _setting(
+        5000, v.integer(1, MAX_FLOWS_LIMIT),
+        "flows the kernel map holds between evictions, and the ring-buffer accounter's maximum")
+    cache_active_timeout: float = _setting(
+        5.0, v.duration, "eviction period of the kernel map (e.g. 200ms, 5s, 1m)", format_duration)
+    ringbuf_size: int = _setting(
+        1 << 22, v.ringbuf_bytes, "kernel ring buffer for flows that do not fit the map (power of two, e.g. 4MiB)",
+        format_size)
+    sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
+    deduper: str = _setting(
+        "none", v.choice("none", "firstCome"), "drop flows seen on several interfaces: none or firstCome")
+    deduper_fc_expiry: float | None = _setting(
+        None, v.optional_duration,
+        "idle time after which firstCome forgets a flow's interface (default: 2 x cache_active_timeout)",
+        _derived(format_duration))
+    deduper_just_mark: bool = _setting(
+        False, v.boolean, "keep duplicates, marked duplicate=true, instead of dropping them", switch=True)
+    workers: int | None = _setting(
+        None, v.optional(v.integer(1, 256)),
+        "worker processes for dedup, decoration and export (default: CPU count - 1, at least 1)", _derived(str))
+    buffers_length: int = _setting(
+        50, v.integer(1, 1 << 20), "batches queued towards each worker and each exporter before the limiter drops")
+    output: tuple[v.OutputSpec, ...] = _setting(
+        (v.OutputSpec("jsonl", "-"), v.OutputSpec("zmq", DEFAULT_PUBLIC_ENDPOINT)), v.output_list,
+        f"where flows go, repeatable: {v.OUTPUT_ACCEPTED}", _list_show, repeatable=True)
+    zmq_curve_secret_key_file: str = _setting(
+        "", v.optional_path,
+        "file holding the agent's Z85 CURVE secret key: zmq outputs then authenticate and encrypt "
+        "(subscribers need the public key; make one with `flowcollect keygen FILE`)")
+    metrics_address: str = _setting(
+        "", v.metrics_address, "serve Prometheus /metrics on HOST:PORT (default: off)")
+    metrics_flow_attributes: tuple[str, ...] = _setting(
+        ("interface", "direction", "protocol"), v.flow_attributes,
+        "labels of the flow byte and packet counters: " + ", ".join(v.FLOW_ATTRIBUTES), _list_show)
+    metrics_max_series: int = _setting(
+        2000, v.integer(1, 1_000_000),
+        "flow-counter label sets kept per worker; further flows are counted in one __overflow__ series")
+    ipfix_mtu: int = _setting(
+        1400, v.integer(120, 65535), "largest IPFIX message in bytes, IPFIX header included")
+    ipfix_template_refresh: float = _setting(
+        60.0, v.duration, "resend the IPFIX templates this often", format_duration)
+    ipfix_template_refresh_messages: int = _setting(
+        256, v.integer(0, 1 << 20), "and after this many data messages (0: only by time)")
+    agent_ip: str = _setting(
+        "", v.agent_ip, "the agent IP written in every record (default: resolved from agent_ip_iface)")
+    agent_ip_iface: str = _setting(
+        "external", v.agent_ip_iface, "where the agent IP comes from: external, local or name:IFACE")
+    agent_ip_type: str = _setting(
+        "any", v.choice("any", "ipv4", "ipv6"), "address family of the resolved agent IP")
+    log_level: str = _setting("info", v.choice("debug", "info", "warning", "error"), "log verbosity")
+
+    @property
+    def deduper_expiry(self) -> float:
+        """firstCome expiry: the explicit one, or twice the active timeout (the seed's default)."""
+        return self.deduper_fc_expiry or 2 * self.cache_active_timeout
+
+    @property
+    def worker_count(self) -> int:
+        # One core stays with the collector, which owns the kernel side.
+        return self.workers or max(1, (os.cpu_count() or 2) - 1)
+
+
+SETTINGS = tuple(Setting(f.name, f.default, **f.metadata["setting"]) for f in fields(Settings))
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def check(name: str, value: object) -> Any:
+    """The parsed value of one setting, for code that takes a setting's value directly (the seed's API).
+
+    The same parser as the command line, so a value is accepted or refused the
+    same way wherever it comes from; ConfigError names the setting.
+    """
+    try:
+        return BY_NAME[name].parse(value)
+    except v.Rejected as exc:
+        raise ConfigError(f"{name}: {value!r} {exc.problem or 'is not ' + exc.accepted}") from None

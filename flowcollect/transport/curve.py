@@ -1,0 +1,50 @@
+"""CURVE keys for the public ZeroMQ endpoint (authentication and encryption over tcp).
+
+`flowcollect keygen FILE` writes the agent's secret key to FILE (owner-only)
+and its public key to FILE.pub, for subscribers: a key in a file never meets
+a shell or an argument parser (a Z85 key may start with '-' or hold '$').
+"""
+import os
+
+import zmq
+
+from flowcollect.settings.errors import ConfigError
+
+Z85_KEY_LENGTH = 40
+PUBLIC_SUFFIX = ".pub"
+
+
+def _read_key(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            key = f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+    if len(key) != Z85_KEY_LENGTH:
+        raise ConfigError(f"{what} {path}: expected a {Z85_KEY_LENGTH}-character Z85 key "
+                          "(make one with `flowcollect keygen FILE`)")
+    return key
+
+
+def read_secret_key(path: str) -> bytes | None:
+    """The Z85 secret key in `path` (bytes), or None when no path is set."""
+    return _read_key(path, "zmq_curve_secret_key_file") if path else None
+
+
+def read_public_key(path: str) -> str:
+    """The agent's Z85 public key from a file (FILE.pub as keygen writes it), for a subscriber."""
+    return _read_key(path, "--curve-server-key-file").decode()
+
+
+def public_key(secret: bytes) -> str:
+    return zmq.curve_public(secret).decode()
+
+
+def write_keypair(path: str) -> str:
+    """Write a new secret key to `path` (owner-only) and the public key to path.pub; return the public key."""
+    public, secret = zmq.curve_keypair()
+    for target, key, mode in ((path, secret, 0o600), (path + PUBLIC_SUFFIX, public, 0o644)):
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key + b"\n")
+    return public.decode()

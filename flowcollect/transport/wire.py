@@ -1,0 +1,178 @@
+"""Every ZeroMQ frame flowcollect sends, in one place (documented in docs/wire.md).
+
+A message is a multipart ZeroMQ message. Public messages (the subscriber
+endpoint) start with a topic frame; every message then has one 32-byte
+header frame, then its body frames:
+
+    header  <4s B B H I I Q I H H>  little-endian, 32 bytes
+            magic b"FCW\\0", version, kind, flags, publisher, instance,
+            sequence, count, row_size, reserved
+
+    kind    FLOWS       body: [meta JSON, rows]   rows = count x row_size bytes,
+                                                  numpy dtype layout.FLOW_EXPORT
+            FLOWS_JSON  body: [JSON lines]        count lines, the fields of docs/records.md
+            INTERFACES  body: [meta JSON]         {"interface_names": {"3": "eth0"}}
+            STATUS      body: [status JSON]       worker -> collector: acks, counters
+            STOP        body: []                  drain what you have, then exit
+
+`publisher` numbers the sender (0 = collector, 1..N = workers); `instance` is
+random per process start, so a restart is told apart from a gap; `sequence`
+counts the messages of one publisher instance on one topic from 1.
+"""
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import zmq
+
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.layout import FLOW_EXPORT
+
+MAGIC = b"FCW\0"
+VERSION = 1
+HEADER = struct.Struct("<4sBBHIIQIHH")
+assert HEADER.size == 32
+
+FLOWS, FLOWS_JSON, INTERFACES, STATUS, STOP = 1, 2, 3, 4, 5
+KIND_NAMES = {FLOWS: "flows", FLOWS_JSON: "flows-json", INTERFACES: "interfaces", STATUS: "status", STOP: "stop"}
+
+TOPIC_BINARY = b"flows.bin"
+TOPIC_JSON = b"flows.json"
+TOPICS = {"binary": TOPIC_BINARY, "json": TOPIC_JSON}
+
+Buffer = bytes | memoryview | zmq.Frame
+"""One frame of a message, as built (bytes, a view of a batch's rows) or as received (zmq.Frame)."""
+
+
+class WireError(ValueError):
+    """A message that is not ours, or not of a version we read."""
+
+
+@dataclass(frozen=True)
+class Header:
+    kind: int
+    publisher: int = 0
+    instance: int = 0
+    sequence: int = 0
+    count: int = 0
+    row_size: int = 0
+    flags: int = 0
+
+    def pack(self) -> bytes:
+        return HEADER.pack(MAGIC, VERSION, self.kind, self.flags, self.publisher, self.instance,
+                           self.sequence, self.count, self.row_size, 0)
+
+
+def unpack_header(frame: Buffer) -> Header:
+    frame = bytes(frame) if not isinstance(frame, bytes) else frame
+    if len(frame) != HEADER.size:
+        raise WireError(f"header of {len(frame)} bytes, expected {HEADER.size}")
+    magic, version, kind, flags, publisher, instance, sequence, count, row_size, _ = HEADER.unpack(frame)
+    if magic != MAGIC:
+        raise WireError("not a flowcollect message (bad magic)")
+    if version != VERSION:
+        raise WireError(f"wire version {version}; this flowcollect reads version {VERSION}")
+    if kind not in KIND_NAMES:
+        raise WireError(f"unknown message kind {kind}")
+    return Header(kind, publisher, instance, sequence, count, row_size, flags)
+
+
+def new_instance() -> int:
+    return int.from_bytes(os.urandom(4), "little") or 1
+
+
+class Publisher:
+    """Numbers the messages one process sends: one sequence per topic or kind."""
+
+    def __init__(self, publisher: int) -> None:
+        self.publisher = publisher
+        self.instance = new_instance()
+        self._sequences: dict[object, int] = {}
+
+    def header(self, kind: int, count: int = 0, row_size: int = 0, stream: bytes | None = None) -> bytes:
+        key: object = stream if stream is not None else kind
+        self._sequences[key] = seq = self._sequences.get(key, 0) + 1
+        return Header(kind, self.publisher, self.instance, seq, count, row_size).pack()
+
+
+# --- message builders and readers, one pair per kind ---
+
+def _meta(batch: FlowBatch) -> bytes:
+    return orjson.dumps({"agent_ip": batch.agent_ip,
+                         "interface_names": {str(k): v for k, v in batch.interface_names.items()}})
+
+
+def flows_message(publisher: Publisher, batch: FlowBatch, topic: bytes | None = None) -> list[Buffer]:
+    """Frames of a FLOWS message; the rows frame is the batch's own memory (no copy)."""
+    flows = np.ascontiguousarray(batch.flows)
+    frames: list[Buffer] = [publisher.header(FLOWS, len(flows), FLOW_EXPORT.itemsize, stream=topic),
+              _meta(batch), memoryview(flows.view(np.uint8))]
+    return [topic, *frames] if topic else frames
+
+
+def read_flows(header: Header, body: Sequence[Buffer]) -> FlowBatch:
+    """FlowBatch from the body frames of a FLOWS message (rows copied out of the frame)."""
+    meta_frame, rows_frame = body
+    if header.row_size != FLOW_EXPORT.itemsize:
+        raise WireError(f"rows of {header.row_size} bytes, expected {FLOW_EXPORT.itemsize}")
+    rows = np.frombuffer(rows_frame, dtype=FLOW_EXPORT)
+    if len(rows) != header.count:
+        raise WireError(f"{len(rows)} rows in a message that announces {header.count}")
+    meta = orjson.loads(bytes(meta_frame))
+    names = {int(k): v for k, v in meta.get("interface_names", {}).items()}
+    return FlowBatch(rows.copy(), names, meta.get("agent_ip", ""))
+
+
+def json_message(publisher: Publisher, lines: Buffer, count: int) -> list[Buffer]:
+    return [TOPIC_JSON, publisher.header(FLOWS_JSON, count, stream=TOPIC_JSON), lines]
+
+
+def interfaces_message(publisher: Publisher, names: dict[int, str]) -> list[Buffer]:
+    return [publisher.header(INTERFACES), orjson.dumps({"interface_names": {str(k): v for k, v in names.items()}})]
+
+
+def read_interfaces(body: Sequence[Buffer]) -> dict[int, str]:
+    return {int(k): v for k, v in orjson.loads(bytes(body[0]))["interface_names"].items()}
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A STATUS body: what one worker instance did with the flows it was sent, cumulative since it started."""
+
+    worker: int
+    instance: int
+    received_flows: int = 0
+    dedup_dropped: int = 0
+    exported_flows: int = 0
+    limiter_dropped: int = 0
+    final: bool = False  # the last status of an instance that is exiting
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Sink.counters() by sink name
+
+    def accounted(self) -> int:
+        """Flows of which the worker can say what became of them: exported, or dropped and counted."""
+        return self.exported_flows + self.dedup_dropped + self.limiter_dropped
+
+
+def status_message(publisher: Publisher, status: WorkerStatus) -> list[Buffer]:
+    return [publisher.header(STATUS), orjson.dumps(asdict(status))]
+
+
+def read_status(body: Sequence[Buffer]) -> WorkerStatus:
+    return WorkerStatus(**orjson.loads(bytes(body[0])))
+
+
+def stop_message(publisher: Publisher) -> list[Buffer]:
+    return [publisher.header(STOP)]
+
+
+def split(frames: Sequence[Buffer], topic: bool = False) -> tuple[Buffer | None, Header, list[Buffer]]:
+    """(topic or None, Header, body frames) of a received multipart message."""
+    frames = list(frames)
+    head = frames.pop(0) if topic else None
+    if not frames:
+        raise WireError("empty message")
+    return head, unpack_header(frames[0]), frames[1:]
