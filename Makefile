@@ -1,6 +1,6 @@
 # flowcollect: set up, run, test and benchmark on a Debian 12 host, as root.
 #   make run    set everything up if needed, then run the agent on this host's interfaces
-#   make test   set everything up if needed, then run the whole test suite
+#   make test   set everything up if needed, then check (ruff, mypy, import layers) and run the whole test suite
 #   make bench  set everything up if needed, then run the benchmark suite (bench/README.md)
 SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
@@ -17,7 +17,7 @@ APT_STAMP := build/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 VENV_STAMP := $(VENV)/.installed
 NATIVE_SOURCES := pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py bpf/*.c bpf/*.h)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run check test bench clean
 
 setup: $(VENV_STAMP)
 
@@ -39,7 +39,14 @@ $(VENV_STAMP): $(APT_STAMP) $(NATIVE_SOURCES)
 run: setup
 	$(VENV)/bin/flowcollect $(ARGS)
 
-test: setup
+# Static checks, configured in pyproject.toml: lint, strict types, and the import-linter contracts
+# that keep each layer of flowcollect/ importing only the layers below it.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: check
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 bench: setup

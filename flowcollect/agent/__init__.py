@@ -1,4 +1,4 @@
 """Agent: the processes of `flowcollect run` — the collector, its worker processes and their supervision.
 
-The collector owns the kernel side and starts N workers (`python -m flowcollect.agent.worker`).
+Runs as the collector process (kernel side, supervisor) and its N worker processes (`-m flowcollect.agent.worker`).
 """

@@ -121,7 +121,7 @@ class Collector:
         publish = [o.target for o in config.output if o.kind == "zmq"]
         self.links = [WorkerLink(ctx, i, rundir.shard_endpoint(i), config.buffers_length, linger_s=STOP_GRACE_S)
                       for i in range(workers)]
-        closers.append(lambda: [link.socket.close() for link in self.links])
+        closers.append(self._close_links)
         self.status_socket = ctx.socket(zmq.PULL)
         self.status_socket.bind(rundir.status_endpoint)
         closers.append(self.status_socket.close)
@@ -160,9 +160,11 @@ class Collector:
         ring_out: Channel[Rows] = Channel(config.buffers_length)
         acc_out: Channel[FlowBatch] = Channel(config.buffers_length)
         self.accounter_out = acc_out
-        stages = [threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(map_out,), name="map-tracer"),
-                  threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
-                  threading.Thread(target=accounter.account, args=(ring_out, acc_out), name="accounter")]
+        stages = [
+            threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(map_out,), name="map-tracer"),
+            threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
+            threading.Thread(target=accounter.account, args=(ring_out, acc_out), name="accounter"),
+        ]
         supervisor.start()
         self._wait_for_workers(supervisor)
         for stage in stages:
@@ -188,6 +190,10 @@ class Collector:
         self._read_status()
         if proxy is not None:
             proxy.finish()
+
+    def _close_links(self) -> None:
+        for link in self.links:
+            link.socket.close()
 
     def _stop_stages(self, stages: list[threading.Thread]) -> None:
         self.stop_tracing.set()

@@ -6,6 +6,7 @@ ZeroMQ context. They leave the terminal's session, so a Ctrl-C reaches only
 the collector, which then drains and tells them to stop; and they ask the
 kernel to signal them when the collector dies (PR_SET_PDEATHSIG).
 """
+import contextlib
 import ctypes
 import logging
 import os
@@ -56,10 +57,8 @@ class WorkerProcess:
 
     def signal(self, signum: signal.Signals) -> None:
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited since poll()
                 self.process.send_signal(signum)
-            except ProcessLookupError:
-                pass
 
 
 class Supervisor:

@@ -10,6 +10,7 @@ backs up into the collector. After every exported batch, and every second,
 a STATUS message tells the collector what became of the flows it sent.
 """
 import argparse
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -124,10 +125,8 @@ class Worker:
             status = dataclasses.replace(self.counts, limiter_dropped=self.limiter.dropped_flows, final=final,
                                          outputs=self.outputs.counters())
             self._last_status = time.monotonic()
-            try:
+            with contextlib.suppress(zmq.Again):  # the next status carries the same cumulative counts
                 self.status.send_multipart(wire.status_message(self.publisher, status), flags=zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # the next status carries the same cumulative counts
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,13 +34,13 @@ data, then again every `template_refresh_seconds` and every
 `template_refresh_messages` messages (RFC 7011 §8.4: over UDP templates
 expire at the collector, and a restarted collector knows none).
 """
-import errno
 import logging
 import socket
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,7 +125,7 @@ class Template:
     @property
     def dtype(self) -> np.dtype:
         """Big-endian, packed: one numpy row is one data record on the wire."""
-        formats = [("u1", (e.length,)) if e.octets else ">u%d" % e.length for e in self.elements]
+        formats = [("u1", (e.length,)) if e.octets else f">u{e.length}" for e in self.elements]
         return np.dtype({"names": [e.name for e in self.elements], "formats": formats})
 
     def record(self) -> bytes:
@@ -138,7 +138,7 @@ IPV4 = Template(256, "IPv4", _COMMON + _IP + (SRC_IPV4, DST_IPV4, SRC_PORT, DST_
 IPV4_ICMP = Template(257, "IPv4 ICMP", _COMMON + _IP + (SRC_IPV4, DST_IPV4, ICMP_V4))
 IPV6 = Template(258, "IPv6", _COMMON + _IP + (SRC_IPV6, DST_IPV6, SRC_PORT, DST_PORT))
 IPV6_ICMP = Template(259, "IPv6 ICMP", _COMMON + _IP + (SRC_IPV6, DST_IPV6, ICMP_V6))
-NOT_IP = Template(260, "not IP", _COMMON + (ETHERTYPE,))
+NOT_IP = Template(260, "not IP", (*_COMMON, ETHERTYPE))
 TEMPLATES = (IPV4, IPV4_ICMP, IPV6, IPV6_ICMP, NOT_IP)
 
 
@@ -153,8 +153,12 @@ def template_kinds(flows: Rows) -> npt.NDArray[np.intp]:
     return kind
 
 
-def _values(flows: Rows, name: str) -> npt.NDArray[np.generic]:
+def _values(flows: Rows, name: str) -> npt.NDArray[Any]:
     """The column of a template element for these flows."""
+    return np.asarray(_column(flows, name))
+
+
+def _column(flows: Rows, name: str) -> Any:  # numpy types a structured array's fields as Any
     if name in ("start_ms", "end_ms"):
         return flows[f"time_flow_{name[:-3]}_ns"] // 1_000_000
     if name == "ingress_interface":
@@ -191,7 +195,8 @@ class IpfixEncoder:
                  clock: Callable[[], float] = time.time) -> None:
         longest = max(max(t.record_length, len(t.record())) for t in TEMPLATES)
         if mtu < HEADER.size + SET_HEADER.size + longest or mtu > 65535:
-            raise ValueError(f"IPFIX message size {mtu}: must be from {HEADER.size + SET_HEADER.size + longest} to 65535")
+            smallest = HEADER.size + SET_HEADER.size + longest
+            raise ValueError(f"IPFIX message size {mtu}: must be from {smallest} to 65535")
         self.observation_domain = observation_domain
         self.mtu = mtu
         self.template_refresh_seconds = template_refresh_seconds
@@ -225,10 +230,11 @@ class IpfixEncoder:
                            self.observation_domain) + body
 
     def templates_due(self, now: float) -> bool:
-        return (self._templates_sent_at is None
-                or bool(self.template_refresh_seconds and now - self._templates_sent_at >= self.template_refresh_seconds)
-                or bool(self.template_refresh_messages
-                        and self._messages_since_templates >= self.template_refresh_messages))
+        if self._templates_sent_at is None:
+            return True
+        by_time = self.template_refresh_seconds and now - self._templates_sent_at >= self.template_refresh_seconds
+        by_count = self.template_refresh_messages and self._messages_since_templates >= self.template_refresh_messages
+        return bool(by_time or by_count)
 
     def encode(self, batch: FlowBatch) -> list[bytes]:
         """The messages (bytes) for a batch, templates first when they are due."""
@@ -294,8 +300,7 @@ class IpfixSink:
             except OSError as exc:
                 failed += 1
                 if failed == 1:
-                    log.error("ipfix output %s: send failed: %s", self.target,
-                              exc.strerror or errno.errorcode.get(exc.errno, exc))
+                    log.error("ipfix output %s: send failed: %s", self.target, exc.strerror or exc)
         self.errors += failed
         if failed:
             health.export_error(self.kind, failed)

@@ -82,7 +82,8 @@ class JsonLinesSink:
             self.errors += 1
             self._torn = True
             health.export_error(self.kind)
-            log.error("jsonl output %s: write failed, %d flows dropped: %s", self.target, len(batch), exc.strerror or exc)
+            log.error("jsonl output %s: write failed, %d flows dropped: %s", self.target, len(batch),
+                      exc.strerror or exc)
             return False
         self.records += len(batch)
         health.exported(self.kind, len(batch))
@@ -99,6 +100,7 @@ class JsonLinesSink:
         self._write_all(data)
 
     def _write_all(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None, "written after close()"
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)

@@ -28,7 +28,8 @@ class Attachable(Protocol):
 class TcAttacher:
     """The sink for informer events: keeps the namer current and our TC programs on allowed interfaces."""
 
-    def __init__(self, kernel: Attachable, interface_filter: InterfaceFilter, namer: InterfaceNamer | None = None) -> None:
+    def __init__(self, kernel: Attachable, interface_filter: InterfaceFilter,
+                 namer: InterfaceNamer | None = None) -> None:
         self._kernel = kernel
         self._filter = interface_filter
         self._namer = namer

@@ -19,6 +19,7 @@ packets, and a link that flaps is not detached and re-attached each time.
 The netlink socket is opened in the constructor, so the informer follows the
 network namespace of the thread that created it, whichever thread runs it.
 """
+import contextlib
 import enum
 import errno
 import logging
@@ -124,7 +125,7 @@ class RtnlLinks:
         request["header"]["seq"] = self._seq
         request.encode()
         self._dump_sock.send(request.data)
-        links = {}
+        links: dict[int, str] = {}
         while True:
             for kind, index, name in self._parse(self._dump_sock.recv(RECV_SIZE)):
                 if kind == NLMSG_DONE:
@@ -172,7 +173,7 @@ class LinkTable:
             return []
         events = [] if old is None else [Event(DELETED, Interface(old, index))]
         self.names[index] = name
-        return events + [Event(ADDED, Interface(name, index))]
+        return [*events, Event(ADDED, Interface(name, index))]
 
     def del_link(self, index: int) -> list[Event]:
         name = self.names.pop(index, None)
@@ -273,10 +274,8 @@ class WatchInformer(Informer):
     def _wake(self) -> None:
         if self._wake_w < 0:
             return  # stopped already
-        try:
+        with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # a wake-up is already pending
 
     def stop(self) -> None:
         super().stop()

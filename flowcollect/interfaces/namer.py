@@ -51,10 +51,12 @@ class KernelNames:
 class InterfaceNamer:
     """namer(if_index) -> name. Fed by handle(event); thread-safe for one writer and many readers."""
 
-    def __init__(self, lookup: Callable[[int], str | None] | None = None, retired_max: int = DEFAULT_RETIRED_MAX) -> None:
+    def __init__(self, lookup: Callable[[int], str | None] | None = None,
+                 retired_max: int = DEFAULT_RETIRED_MAX) -> None:
         self._lookup = KernelNames() if lookup is None else lookup
         self._names: dict[int, str] = {}
-        self._retired: collections.OrderedDict[int, str] = collections.OrderedDict()  # deleted index -> last name, oldest first
+        # deleted index -> last name, oldest first
+        self._retired: collections.OrderedDict[int, str] = collections.OrderedDict()
         self._retired_max = retired_max
         self._lock = threading.Lock()
 

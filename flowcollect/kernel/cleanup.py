@@ -26,7 +26,7 @@ def _program(message: Any) -> str | None:
     options = message.get_attr("TCA_OPTIONS")
     if message.get_attr("TCA_KIND") != "bpf" or not options:
         return None
-    name = dict(options["attrs"]).get("TCA_BPF_NAME", "")
+    name = str(dict(options["attrs"]).get("TCA_BPF_NAME", ""))
     return name.split(":", 1)[0]
 
 

@@ -136,4 +136,5 @@ def fold_percpu(percpu: np.ndarray) -> np.void:
         len(percpu),
         ffi.cast("struct fc_flow_metrics *", ffi.from_buffer(out, require_writable=True)),
     )
-    return out[0]
+    folded: np.void = out[0]
+    return folded

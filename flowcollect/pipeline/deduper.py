@@ -150,7 +150,8 @@ class FirstComeCache:
 
         # Every sighting, from any interface, keeps the key alive.
         owners["expiry_ns"][slots] = now + self._expire_ns
-        return if_index != owner
+        duplicate: npt.NDArray[np.bool_] = if_index != owner
+        return duplicate
 
     def _compact_if_mostly_expired(self, now: int) -> None:
         owners = self._owners.values

@@ -155,7 +155,7 @@ class FlowTable:
         return slots, stops
 
     def _same_words(self, slots: Slots, words: Words) -> npt.NDArray[np.bool_]:
-        same = self._words[0][slots] == words[:, 0]
+        same: npt.NDArray[np.bool_] = self._words[0][slots] == words[:, 0]
         for column in range(1, len(self._words)):
             same &= self._words[column][slots] == words[:, column]
         return same

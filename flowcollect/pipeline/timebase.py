@@ -6,9 +6,8 @@ all flows of a batch share one offset. The arithmetic is signed: a packet
 stamped after the pair was read (it raced the swap, or a test's fake clock
 says so) lands after "now", not 584 years in the future.
 """
-from dataclasses import dataclass
-
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt

@@ -36,9 +36,12 @@ touched) returned as a memoryview: copying it into a bytes object would cost
 a third of the encoding.
 """
 import threading
+from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from flowcollect.records.batch import FlowBatch
@@ -56,6 +59,15 @@ ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 BLOCK_ROWS = 8192  # rows per block: measured best here (smaller: numpy call overhead; larger: cache misses)
 _U8 = np.uint8
 
+# numpy types the fields of structured arrays, and most of what is computed from them, as Any:
+# the arrays of this module are typed by shape and dtype in their docstrings instead.
+Array = npt.NDArray[Any]
+Bytes = npt.NDArray[np.uint8]
+"""A (rows, width) uint8 view of the output: one part's slot on each row."""
+Fill = Callable[[Bytes], None]
+Signature = tuple[tuple[int, bytes | None], ...]
+"""The widths and constant texts of a chunk's parts: what its cached matrix depends on."""
+
 
 # --- right-aligned text in words ---
 #
@@ -64,36 +76,36 @@ _U8 = np.uint8
 # chunk are odd-sized, so values are copied as void items of the slot's width
 # cut from the tail of each word.
 
-def _right_aligned(texts, item=8):
+def _right_aligned(texts: Sequence[bytes], item: int = 8) -> tuple[Array, Array]:
     """Byte strings right-aligned in `item`-byte rows of uint64 words, and their lengths."""
     padded = np.char.rjust(np.array(texts, dtype=f"S{item}"), item)
     return padded.view(np.uint64).reshape(len(texts), item // 8), np.array([len(t) for t in texts], dtype=np.int64)
 
 
-def _tail(words, width):
+def _tail(words: Array, width: int) -> Array:
     """The last `width` bytes of each row's text as void items; a row is the last axis (or one item of a 1-D array)."""
     raw = (words[:, None] if words.ndim == 1 else words).view(_U8)
     return raw[..., raw.shape[-1] - width:].view(f"V{width}")[..., 0]
 
 
-def _slot(dest):
+def _slot(dest: Bytes) -> Array:
     """A (rows, width) uint8 view with contiguous rows, as one void item per row."""
     return dest.view(f"V{dest.shape[-1]}")[..., 0]
 
 
-def _digit_count(value):
+def _digit_count(value: int) -> int:
     return len(str(abs(int(value))))
 
 
 @cache
-def _decimal_small():
+def _decimal_small() -> tuple[Array, Array]:
     """Digits of 0..65535 right-aligned in uint64 words (text in the last 5 bytes), and their lengths."""
     words, lengths = _right_aligned([b"%d" % i for i in range(1 << 16)])
     return words[:, 0], lengths
 
 
 @cache
-def _decimal_groups():
+def _decimal_groups() -> Array:
     """Four zero-padded digits of 0..9999 as uint32 words."""
     return np.array([b"%04d" % i for i in range(10_000)], dtype="S4").view(np.uint32)
 
@@ -102,14 +114,14 @@ def _decimal_groups():
 # (first octet in the low byte): reading columns byte-swapped costs more than the rest.
 
 @cache
-def _mac_pairs():
+def _mac_pairs() -> Array:
     """'aa:bb:' for every pair of MAC octets (the last 6 bytes of a uint64 word)."""
     words, _ = _right_aligned([b"%02x:%02x:" % (i & 255, i >> 8) for i in range(1 << 16)])
     return words[:, 0]
 
 
 @cache
-def _ipv4_halves():
+def _ipv4_halves() -> tuple[Array, Array, Array, Array]:
     """'"a.b' (uint64 words) and '.c.d"' (16-byte void items) for every pair of IPv4 octets."""
     octets = [b"%d" % i for i in range(256)]
     pairs = [(octets[i & 255], octets[i >> 8]) for i in range(1 << 16)]
@@ -119,7 +131,7 @@ def _ipv4_halves():
 
 
 @cache
-def _milliseconds():
+def _milliseconds() -> tuple[Array, Array]:
     """'mmm' and 'mmmZ"' for 0..999, right-aligned in uint64 words."""
     digits, _ = _right_aligned([b"%03d" % i for i in range(1000)])
     iso, _ = _right_aligned([b'%03dZ"' % i for i in range(1000)])
@@ -138,40 +150,41 @@ class Part:
         (lengths and fill then cover those rows only).
     """
 
-    __slots__ = ("width", "lengths", "template", "fill", "rows")
+    __slots__ = ("fill", "lengths", "rows", "template", "width")
 
-    def __init__(self, width, lengths, template=None, fill=None, rows=None):
+    def __init__(self, width: int, lengths: int | Array, template: bytes | None = None, fill: Fill | None = None,
+                 rows: Array | None = None) -> None:
         self.width, self.lengths, self.template, self.fill, self.rows = width, lengths, template, fill, rows
 
     @classmethod
-    def constant(cls, text):
+    def constant(cls, text: bytes) -> "Part":
         return cls(len(text), len(text), template=text)
 
     @classmethod
-    def varying(cls, lengths, fill_of_width):
+    def varying(cls, lengths: Array, fill_of_width: Callable[[int], Fill]) -> "Part":
         """A part whose slot is as wide as its longest row; one int length when all rows agree."""
         low, high = (int(lengths.min()), int(lengths.max())) if len(lengths) else (0, 0)
         return cls(high, high if low == high else lengths, fill=fill_of_width(high))
 
     @property
-    def fixed(self):
+    def fixed(self) -> bool:
         """Same length on every row, filling the slot: it can be fused into a chunk."""
         return self.rows is None and not isinstance(self.lengths, np.ndarray) and self.lengths == self.width
 
 
-def _copy_words(words):
+def _copy_words(words: Array) -> Callable[[int], Fill]:
     """fill() factory copying the tail of each row's words."""
     words = np.ascontiguousarray(words)
 
-    def of_width(width):
-        def fill(dest):
+    def of_width(width: int) -> Fill:
+        def fill(dest: Bytes) -> None:
             _slot(dest)[:] = _tail(words, width)
         return fill
 
     return of_width
 
 
-def _number_part(values):
+def _number_part(values: Array) -> Part:
     """Decimal text of an integer column (negative values too: times before 1970)."""
     low, high = (int(values.min()), int(values.max())) if len(values) else (0, 0)
     if low == high:  # one value (vlan 0, sampling...): its text sits in the cached chunk
@@ -184,7 +197,7 @@ def _number_part(values):
         words, lengths = _decimal_small()
         index = values.astype(np.intp)
 
-        def fill(dest):
+        def fill(dest: Bytes) -> None:
             _slot(dest)[:] = _tail(words[index], width)
 
         return Part(width, width if same else lengths[index], fill=fill)
@@ -192,10 +205,11 @@ def _number_part(values):
     return Part(width, width if same else lengths, fill=_groups_fill(groups, width))
 
 
-def _digit_groups(values, width):
+def _digit_groups(values: Array, width: int) -> tuple[list[Array], Array]:
     """Groups of four decimal digits (least significant first) of uint64 values, and the digit counts."""
     _, small_lengths = _decimal_small()
-    groups, rest, lengths = [], values, None
+    groups: list[Array] = []
+    rest, lengths = values, None
     for k in range(-(-width // 4)):
         quotient = rest // 10_000  # // by a constant is fast in numpy; % is not
         groups.append((rest - quotient * 10_000).astype(np.intp))
@@ -203,14 +217,15 @@ def _digit_groups(values, width):
         top = 4 * k + small_lengths[np.minimum(rest, 9_999).astype(np.intp)]
         lengths = top if lengths is None else np.where(rest > 0, top, lengths)
         rest = quotient
+    assert lengths is not None, "width is at least one digit"
     return groups, lengths
 
 
-def _groups_fill(groups, width):
+def _groups_fill(groups: list[Array], width: int) -> Fill:
     table = _decimal_groups()
     count = len(groups)
 
-    def fill(dest):
+    def fill(dest: Bytes) -> None:
         words = np.empty((len(dest), count), dtype=np.uint32)
         for k, group in enumerate(groups):
             words[:, count - 1 - k] = table[group]
@@ -219,7 +234,7 @@ def _groups_fill(groups, width):
     return fill
 
 
-def _negative_number_part(values):
+def _negative_number_part(values: Array) -> Part:
     negative = values < 0
     magnitude = np.where(negative, (-(values + 1)).astype(np.uint64) + np.uint64(1), values.astype(np.uint64))
     width = _digit_count(int(magnitude.max())) + 1
@@ -230,7 +245,7 @@ def _negative_number_part(values):
     digits = _groups_fill(groups, width)
     signed = np.flatnonzero(negative)
 
-    def fill(dest):
+    def fill(dest: Bytes) -> None:
         digits(dest)
         dest[signed, width - lengths[signed]] = ord("-")
 
@@ -240,29 +255,29 @@ def _negative_number_part(values):
 class _TextTable:
     """A few distinct JSON texts (orjson output), chosen per row by an index."""
 
-    def __init__(self, texts):
+    def __init__(self, texts: Sequence[bytes]) -> None:
         longest = max(len(t) for t in texts)
         item = 8 if longest <= 8 else 16 * -(-longest // 16)
         words, self.lengths = _right_aligned(texts, item)
         self.words = words.view(f"V{item}")[:, 0]  # gathering 1-D items is faster than rows
 
-    def part(self, index):
+    def part(self, index: Array) -> Part:
         return Part.varying(self.lengths[index], _copy_words(self.words[index]))
 
 
 @cache
-def _direction_texts():
+def _direction_texts() -> _TextTable:
     return _TextTable([orjson.dumps(DIRECTION_NAMES.get(d, str(d))) for d in range(256)])
 
 
 @cache
-def _duplicate_texts():
+def _duplicate_texts() -> _TextTable:
     return _TextTable([b"false"] + [b"true"] * 255)
 
 
 # --- times ---
 
-def _time_parts(ns):
+def _time_parts(ns: Array) -> tuple[Part, Part]:
     """(epoch milliseconds, ISO 8601 text) parts of an int64 nanosecond column.
 
     Rows span a few seconds of wall time: every text that depends on the
@@ -281,15 +296,15 @@ def _time_parts(ns):
         prefixes, second_words = _second_texts(seconds)
     digit_words, iso_words = _milliseconds()
 
-    def iso_fill(dest):
+    def iso_fill(dest: Bytes) -> None:
         _slot(dest[:, :21])[:] = _tail(prefixes[index], 21)
         _slot(dest[:, 21:])[:] = _tail(iso_words[millis], 5)
 
     iso = Part(26, 26, fill=iso_fill)
-    if not (10**9 <= first and last < 10**10):
+    if not (first >= 10**9 and last < 10**10):
         return _number_part(ms), iso
     # From 2001-09-09 to 2286: ten digits of seconds, then three of milliseconds.
-    def ms_fill(dest):
+    def ms_fill(dest: Bytes) -> None:
         _slot(dest[:, :10])[:] = _tail(second_words[index], 10)
         _slot(dest[:, 10:])[:] = _tail(digit_words[millis], 3)
 
@@ -297,12 +312,12 @@ def _time_parts(ns):
 
 
 @lru_cache(maxsize=16)
-def _span_texts(first, last):
+def _span_texts(first: int, last: int) -> tuple[Array, Array]:
     """_second_texts of every second from first to last: the blocks of a batch share them."""
     return _second_texts(np.arange(first, last + 1, dtype=np.int64))
 
 
-def _second_texts(seconds):
+def _second_texts(seconds: Array) -> tuple[Array, Array]:
     """'"YYYY-MM-DDTHH:MM:SS.' ((len, 4) uint64 words) and the decimal digits ((len, 3) uint32) of epoch seconds."""
     groups, _ = _digit_groups(np.abs(seconds).astype(np.uint64), 12)
     digits = np.empty((len(seconds), 3), dtype=np.uint32)
@@ -311,7 +326,7 @@ def _second_texts(seconds):
     return _iso_prefixes(seconds), digits
 
 
-def _iso_prefixes(seconds):
+def _iso_prefixes(seconds: Array) -> Array:
     """'"YYYY-MM-DDTHH:MM:SS.' for epoch seconds, right-aligned in (len, 4) uint64 words.
 
     Days to dates by H. Hinnant's civil_from_days (proleptic Gregorian); int64
@@ -345,18 +360,18 @@ def _iso_prefixes(seconds):
 
 # --- MACs and addresses ---
 
-def _mac_part(column):
+def _mac_part(column: Array) -> Part:
     """'"aa:bb:cc:dd:ee:ff"' (19 bytes) from (n, 6) octets."""
     words = _mac_pairs()[column.view("<u2").astype(np.intp)]  # (n, 3) words ending in 'aa:bb:'
 
-    def fill(dest):
+    def fill(dest: Bytes) -> None:
         _slot(dest[:, 1:19].reshape(-1, 3, 6))[:] = _tail(words[..., None], 6)
         dest[:, 18] = ord('"')  # the last ':' closes the string
 
     return Part(19, 19, template=b'"' + bytes(18), fill=fill)
 
 
-def _address_parts(column, is_ip):
+def _address_parts(column: Array, is_ip: Array) -> list[Part]:
     """Parts of src_addr/dst_addr: quoted dotted quad, quoted RFC 5952 IPv6 text, or null.
 
     On IPv6 rows, four 16-byte pieces of two hextets each; on IPv4 rows an
@@ -372,7 +387,7 @@ def _address_parts(column, is_ip):
     closing = low_words[low]
     closing_lengths = np.where(v4, low_len[low], 4)
     closing[~is_ip] = _NULL
-    parts = []
+    parts: list[Part] = []
     if len(v6):
         pieces, piece_lengths, closing_text, closing_len = _ipv6_pieces(column[v6])
         closing[v6] = closing_text
@@ -391,7 +406,7 @@ _ZERO_BITS = np.uint64(0x0102040810204080)  # multiplier gathering the low bits 
 
 
 @cache
-def _ipv6_tables():
+def _ipv6_tables() -> tuple[Array, Array, Array, Array, Array, Array]:
     """Tables that turn an address into its text pieces with two lookups.
 
     offsets[mask], for each of the 256 patterns of zero hextets: per hextet,
@@ -433,7 +448,7 @@ def _ipv6_tables():
     return offsets.view("V64")[:, 0], closing_kind, pieces, piece_len, closings.view("V16")[:, 0], closing_len
 
 
-def _ipv6_pieces(addresses):
+def _ipv6_pieces(addresses: Array) -> tuple[Array, Array, Array, Array]:
     """RFC 5952 text of (m, 16) addresses: four (m, 2) word pieces of two hextets each, and the closing.
 
     Each hextet is written as prefix + hex: ':' ('"' for the first), nothing
@@ -459,7 +474,7 @@ def _ipv6_pieces(addresses):
 
 # --- lines ---
 
-def _key(name, first=False):
+def _key(name: str, first: bool = False) -> bytes:
     return (b"{" if first else b",") + orjson.dumps(name) + b":"
 
 
@@ -467,7 +482,7 @@ _KEYS = [_key(name, first=(i == 0)) for i, name in enumerate(FIELDS)]
 _END = b"}\n"
 
 
-def _longest_value(field):
+def _longest_value(field: str) -> int:
     """The most bytes a field's value can take, whatever the row (interface and agent_ip: per batch)."""
     if field in NUMBER_FIELDS:
         return _digit_count(np.iinfo(FLOW_EXPORT[field]).max)
@@ -476,22 +491,21 @@ def _longest_value(field):
             "src_addr": 41, "dst_addr": 41, "agent_ip": 0, "duplicate": 5}[field]
 
 
-_LONGEST_LINE = len(_END) + sum(len(key) + _longest_value(field) for key, field in zip(_KEYS, FIELDS))
+_LONGEST_LINE = len(_END) + sum(len(key) + _longest_value(field) for key, field in zip(_KEYS, FIELDS, strict=True))
 
 
 class _BatchText:
     """What every block of a batch shares: interface names, agent IP, the longest line."""
 
-    def __init__(self, batch):
+    def __init__(self, batch: FlowBatch) -> None:
         known = {i: name for i, name in batch.interface_names.items() if 0 <= i < (1 << 32)}
         self.interfaces = _TextTable([orjson.dumps("")] + [orjson.dumps(name) for name in known.values()])
-        self.interface_code = known  # if_index -> code: its position in the table (1-based)
-        for code, i in enumerate(known, start=1):
-            self.interface_code[i] = code
+        # if_index -> code: its position in the table (1-based)
+        self.interface_code = {i: code for code, i in enumerate(known, start=1)}
         self.agent_ip = orjson.dumps(batch.agent_ip)
         self.longest_line = _LONGEST_LINE + int(self.interfaces.lengths.max()) + len(self.agent_ip)
 
-    def interface_part(self, if_index):
+    def interface_part(self, if_index: Array) -> Part:
         top = int(if_index.max())
         if top < (1 << 20):
             lookup = np.zeros(top + 1, dtype=np.intp)
@@ -503,7 +517,7 @@ class _BatchText:
         codes = np.array([self.interface_code.get(int(i), 0) for i in distinct], dtype=np.intp)
         return self.interfaces.part(codes[inverse])
 
-    def line_parts(self, flows):
+    def line_parts(self, flows: Array) -> list[Part]:
         """Every part of the lines of these rows, in line order."""
         eth = flows["eth_protocol"]
         is_ip = (eth == ETH_P_IP) | (eth == ETH_P_IPV6)
@@ -519,8 +533,8 @@ class _BatchText:
             "agent_ip": [Part.constant(self.agent_ip)],
             "duplicate": [_duplicate_texts().part(flows["duplicate"].astype(np.intp))],
         }
-        parts = []
-        for key, name in zip(_KEYS, FIELDS):
+        parts: list[Part] = []
+        for key, name in zip(_KEYS, FIELDS, strict=True):
             parts.append(Part.constant(key))
             parts += values[name] if name in values else [_number_part(flows[name])]
         parts.append(Part.constant(_END))
@@ -530,17 +544,17 @@ class _BatchText:
 class _Chunk:
     """Parts written by one scatter: a first part, then parts of fixed length."""
 
-    __slots__ = ("parts", "width", "fixed_length", "lengths", "rows")
+    __slots__ = ("fixed_length", "lengths", "parts", "rows", "width")
 
-    def __init__(self, part):
+    def __init__(self, part: Part) -> None:
         self.parts = [part]
         self.width = part.width
         self.rows = part.rows
-        varies = isinstance(part.lengths, np.ndarray)
-        self.fixed_length = 0 if varies else part.lengths
-        self.lengths = part.lengths if varies else None
+        lengths = part.lengths
+        self.fixed_length = 0 if isinstance(lengths, np.ndarray) else lengths
+        self.lengths = lengths if isinstance(lengths, np.ndarray) else None
 
-    def absorb(self, part):
+    def absorb(self, part: Part) -> bool:
         if self.rows is not None or not part.fixed:
             return False
         self.parts.append(part)
@@ -548,12 +562,12 @@ class _Chunk:
         self.fixed_length += part.width
         return True
 
-    def signature(self):
+    def signature(self) -> Signature:
         return tuple((p.width, p.template) for p in self.parts)
 
 
-def _chunks(parts):
-    chunks = []
+def _chunks(parts: list[Part]) -> list["_Chunk"]:
+    chunks: list[_Chunk] = []
     for part in parts:
         if not (chunks and chunks[-1].absorb(part)):
             chunks.append(_Chunk(part))
@@ -566,11 +580,12 @@ class JsonLinesEncoder:
     Not thread-safe: one encoder per thread (encode_lines keeps one per thread).
     """
 
-    def __init__(self, block_rows=BLOCK_ROWS):
+    def __init__(self, block_rows: int = BLOCK_ROWS) -> None:
         self.block_rows = block_rows
-        self._matrices = {}  # chunk position -> (signature, uint8 matrix with the templates in place)
+        # chunk position -> (signature, uint8 matrix with the templates in place)
+        self._matrices: dict[int, tuple[Signature, Bytes]] = {}
 
-    def encode(self, batch):
+    def encode(self, batch: FlowBatch) -> memoryview:
         """The batch as JSON lines: a memoryview over a new buffer, one object per flow, each ending in '\\n'."""
         n = len(batch)
         if n == 0:
@@ -580,16 +595,18 @@ class JsonLinesEncoder:
         written = 0
         for lo in range(0, n, self.block_rows):
             written = self._encode_block(text, batch.flows[lo:lo + self.block_rows], out, written)
-        return memoryview(out)[:written]
+        return out.data[:written]
 
-    def _encode_block(self, text, flows, out, start):
+    def _encode_block(self, text: _BatchText, flows: Array, out: Bytes, start: int) -> int:
         """Write the lines of `flows` into out from byte `start`; returns where they end."""
         chunks = _chunks(text.line_parts(flows))
         line_lengths = np.full(len(flows), sum(c.fixed_length for c in chunks if c.rows is None), dtype=np.int64)
         for chunk in chunks:
+            if chunk.lengths is None:
+                continue
             if chunk.rows is not None:
                 line_lengths[chunk.rows] += chunk.lengths
-            elif chunk.lengths is not None:
+            else:
                 line_lengths += chunk.lengths
         ends = np.cumsum(line_lengths)
         ends += start
@@ -597,7 +614,7 @@ class JsonLinesEncoder:
         for position in range(len(chunks) - 1, -1, -1):
             chunk = chunks[position]
             rows = slice(None) if chunk.rows is None else chunk.rows
-            matrix = self._matrix(position, chunk, len(chunk.lengths) if chunk.rows is not None else len(flows))
+            matrix = self._matrix(position, chunk, len(chunk.rows) if chunk.rows is not None else len(flows))
             offset = 0
             for part in chunk.parts:
                 if part.fill is not None:
@@ -608,10 +625,11 @@ class JsonLinesEncoder:
             items = np.ndarray((end - width + 1,), dtype=f"V{width}", buffer=out, strides=(1,))
             chunk_ends = ends[rows]
             items[chunk_ends - width] = matrix.view(f"V{width}")[:, 0]
-            ends[rows] = chunk_ends - (chunk.fixed_length if chunk.lengths is None else chunk.fixed_length + chunk.lengths)
+            consumed = chunk.fixed_length if chunk.lengths is None else chunk.fixed_length + chunk.lengths
+            ends[rows] = chunk_ends - consumed
         return end
 
-    def _matrix(self, position, chunk, rows):
+    def _matrix(self, position: int, chunk: "_Chunk", rows: int) -> Bytes:
         signature = chunk.signature()
         cached = self._matrices.get(position)
         if cached is None or cached[0] != signature or len(cached[1]) < rows:
@@ -628,7 +646,7 @@ class JsonLinesEncoder:
 _local = threading.local()
 
 
-def encode_lines(batch):
+def encode_lines(batch: FlowBatch) -> memoryview:
     """The batch as JSON lines: a bytes-like memoryview, one object per flow, each ending in a newline."""
     encoder = getattr(_local, "encoder", None)
     if encoder is None:
@@ -636,7 +654,7 @@ def encode_lines(batch):
     return encoder.encode(batch)
 
 
-def records(batch):
+def records(batch: FlowBatch) -> list[dict[str, Any]]:
     """The batch as a list of dicts with the FIELDS keys: the JSON lines read back, so that
     every consumer of records sees exactly what the JSON outputs carry."""
     return [orjson.loads(line) for line in bytes(encode_lines(batch)).splitlines()]

@@ -63,7 +63,8 @@ class Settings:
     """The agent's effective settings (defaults < config file < environment < flags)."""
 
     interfaces: tuple[str, ...] = _setting(
-        (), v.interface_list, "interfaces to trace: comma-separated names or /regex/ (default: every interface)", _list_show)
+        (), v.interface_list, "interfaces to trace: comma-separated names or /regex/ (default: every interface)",
+        _list_show)
     exclude_interfaces: tuple[str, ...] = _setting(
         ("lo",), v.interface_list, "interfaces never traced, same syntax; exclusion wins", _list_show)
     listen_interfaces: str = _setting(

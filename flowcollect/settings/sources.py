@@ -46,7 +46,7 @@ class Resolved:
         return "\n".join(lines)
 
 
-def _apply(setting: Setting, raw: object, where: str) -> object:
+def _apply(setting: Setting, raw: object, where: str) -> Any:
     try:
         return setting.parse(raw)
     except Rejected as exc:
@@ -67,7 +67,7 @@ def read_file(path: str) -> dict[str, Any]:
 def resolve(flags: Mapping[str, Any], environ: Mapping[str, str],
             file_values: Mapping[str, Any] | None = None, file_name: str | None = None) -> Resolved:
     """The effective settings from raw flag values, the environment and a config file's table."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each typed by its setting's parser
     sources = {s.name: "default" for s in SETTINGS}
     for key, raw in (file_values or {}).items():
         setting = BY_NAME.get(key)
@@ -82,7 +82,8 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str],
     for name, raw in flags.items():
         setting = BY_NAME[name]
         if setting.repeatable:
-            values[name] = tuple(item for text in raw for item in _apply(setting, text, setting.flag))  # type: ignore[attr-defined]
+            parsed: list[tuple[object, ...]] = [_apply(setting, text, setting.flag) for text in raw]
+            values[name] = tuple(item for items in parsed for item in items)
         elif setting.switch:
             values[name] = raw
         else:

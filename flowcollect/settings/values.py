@@ -166,7 +166,8 @@ AGENT_IP_IFACE_NAMED = "name:"
 
 def agent_ip_iface(value: object) -> str:
     text = str(value).strip()
-    if text in ("external", "local") or (text.startswith(AGENT_IP_IFACE_NAMED) and len(text) > len(AGENT_IP_IFACE_NAMED)):
+    named = text.startswith(AGENT_IP_IFACE_NAMED) and len(text) > len(AGENT_IP_IFACE_NAMED)
+    if text in ("external", "local") or named:
         return text
     raise Rejected(f"one of external, local, {AGENT_IP_IFACE_NAMED}IFACE")
 

@@ -51,10 +51,10 @@ def run(endpoint: str, fmt: str = "json", top: bool = False, count: int | None =
                     live.update(table(talkers))
                 continue
             got, header, body = wire.split(sock.recv_multipart(), topic=True)
-            gaps.see(bytes(got or b""), header)
+            gaps.see(wire.frame_bytes(got or b""), header)
             seen += header.count
             if header.kind == wire.FLOWS_JSON:
-                out.write(bytes(body[0]))
+                out.write(wire.frame_bytes(body[0]))
             elif talkers is not None and live is not None:
                 talkers.add(wire.read_flows(header, body))
                 live.update(table(talkers))

@@ -67,8 +67,20 @@ class Header:
                            self.sequence, self.count, self.row_size, 0)
 
 
+def frame_bytes(frame: Buffer) -> bytes:
+    """A frame's bytes (a copy, unless they are bytes already)."""
+    if isinstance(frame, bytes):
+        return frame
+    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)
+
+
+def frame_view(frame: Buffer) -> bytes | memoryview:
+    """A frame's memory, without a copy."""
+    return frame.buffer if isinstance(frame, zmq.Frame) else frame
+
+
 def unpack_header(frame: Buffer) -> Header:
-    frame = bytes(frame) if not isinstance(frame, bytes) else frame
+    frame = frame_bytes(frame)
     if len(frame) != HEADER.size:
         raise WireError(f"header of {len(frame)} bytes, expected {HEADER.size}")
     magic, version, kind, flags, publisher, instance, sequence, count, row_size, _ = HEADER.unpack(frame)
@@ -110,7 +122,7 @@ def flows_message(publisher: Publisher, batch: FlowBatch, topic: bytes | None = 
     """Frames of a FLOWS message; the rows frame is the batch's own memory (no copy)."""
     flows = np.ascontiguousarray(batch.flows)
     frames: list[Buffer] = [publisher.header(FLOWS, len(flows), FLOW_EXPORT.itemsize, stream=topic),
-              _meta(batch), memoryview(flows.view(np.uint8))]
+                            _meta(batch), flows.view(np.uint8).data]
     return [topic, *frames] if topic else frames
 
 
@@ -119,10 +131,10 @@ def read_flows(header: Header, body: Sequence[Buffer]) -> FlowBatch:
     meta_frame, rows_frame = body
     if header.row_size != FLOW_EXPORT.itemsize:
         raise WireError(f"rows of {header.row_size} bytes, expected {FLOW_EXPORT.itemsize}")
-    rows = np.frombuffer(rows_frame, dtype=FLOW_EXPORT)
+    rows = np.frombuffer(frame_view(rows_frame), dtype=FLOW_EXPORT)
     if len(rows) != header.count:
         raise WireError(f"{len(rows)} rows in a message that announces {header.count}")
-    meta = orjson.loads(bytes(meta_frame))
+    meta = orjson.loads(frame_bytes(meta_frame))
     names = {int(k): v for k, v in meta.get("interface_names", {}).items()}
     return FlowBatch(rows.copy(), names, meta.get("agent_ip", ""))
 
@@ -136,7 +148,7 @@ def interfaces_message(publisher: Publisher, names: dict[int, str]) -> list[Buff
 
 
 def read_interfaces(body: Sequence[Buffer]) -> dict[int, str]:
-    return {int(k): v for k, v in orjson.loads(bytes(body[0]))["interface_names"].items()}
+    return {int(k): v for k, v in orjson.loads(frame_bytes(body[0]))["interface_names"].items()}
 
 
 @dataclass(frozen=True)
@@ -162,7 +174,7 @@ def status_message(publisher: Publisher, status: WorkerStatus) -> list[Buffer]:
 
 
 def read_status(body: Sequence[Buffer]) -> WorkerStatus:
-    return WorkerStatus(**orjson.loads(bytes(body[0])))
+    return WorkerStatus(**orjson.loads(frame_bytes(body[0])))
 
 
 def stop_message(publisher: Publisher) -> list[Buffer]:

@@ -72,7 +72,8 @@ class FlowMetrics:
         self._columns = [column for a in self.attributes if (column := ATTRIBUTE_COLUMNS[a])]
         if {"src_addr", "dst_addr"} & set(self.attributes):
             self._columns.append("eth_protocol")  # an address is text only for IP frames
-        self.bytes = prometheus_client.Counter("flowcollect_flow_bytes_total", "Bytes of flows (whole frames, as the TC hook sees them)",
+        self.bytes = prometheus_client.Counter("flowcollect_flow_bytes_total",
+                                               "Bytes of flows (whole frames, as the TC hook sees them)",
                                                self.attributes, registry=registry)
         self.packets = prometheus_client.Counter("flowcollect_flow_packets_total", "Packets of flows", self.attributes,
                                                  registry=registry)
@@ -93,7 +94,7 @@ class FlowMetrics:
         counts = np.bincount(inverse, minlength=len(groups))
         capped = 0
         for group, group_packets, group_bytes, group_flows in zip(groups, packets.tolist(), nbytes.tolist(),
-                                                                    counts.tolist()):
+                                                                    counts.tolist(), strict=True):
             labels = self._labels(group, batch)
             if labels not in self._series:
                 if len(self._series) >= self.max_series:
@@ -125,7 +126,7 @@ class FlowMetrics:
         keys = np.zeros(len(flows), dtype=[(c, flows.dtype[c].base, flows.dtype[c].shape) for c in self._columns])
         for column in self._columns:
             keys[column] = flows[column]
-        distinct, first, inverse = np.unique(keys.view(f"V{keys.dtype.itemsize}"), return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(keys.view(f"V{keys.dtype.itemsize}"), return_index=True, return_inverse=True)
         return flows[first], inverse.ravel()
 
     def _labels(self, row: np.void, batch: FlowBatch) -> tuple[str, ...]:

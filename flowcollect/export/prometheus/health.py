@@ -43,9 +43,11 @@ KERNEL_COUNTERS = {
     "packets_seen": ("flowcollect_kernel_packets_total", "Packets seen by the TC programs"),
     "sampled_out": ("flowcollect_kernel_sampled_out_packets_total", "Packets skipped by sampling"),
     "parse_failed": ("flowcollect_kernel_parse_failures_total", "Packets whose headers could not be parsed"),
-    "map_insert_failed": ("flowcollect_kernel_map_insert_failures_total", "New flows that did not fit in the flow map (sent through the ring buffer)"),
+    "map_insert_failed": ("flowcollect_kernel_map_insert_failures_total",
+                          "New flows that did not fit in the flow map (sent through the ring buffer)"),
     "ringbuf_submitted": ("flowcollect_ringbuf_records_total", "One-packet flows sent through the ring buffer"),
-    "ringbuf_reserve_failed": ("flowcollect_lost_packets_total", "Packets lost: the flow map and the ring buffer were both full"),
+    "ringbuf_reserve_failed": ("flowcollect_lost_packets_total",
+                               "Packets lost: the flow map and the ring buffer were both full"),
     "lost_bytes": ("flowcollect_lost_bytes_total", "Bytes of the lost packets"),
     "no_flow_map": ("flowcollect_kernel_no_flow_map_packets_total", "Packets seen while no flow map was installed"),
 }
@@ -97,12 +99,14 @@ class _Metrics:
         self.kernel = {name: counter(metric, text) for name, (metric, text) in KERNEL_COUNTERS.items()}
         self.kernel_last: dict[str, int] = {}
         self.kernel_lock = threading.Lock()
-        self.evicted = counter("flowcollect_evicted_flows_total", "Flows evicted from the kernel, by reason", ["reason"])
-        self.drain = histogram("flowcollect_drain_duration_seconds", "Time of one swap-and-drain of the kernel flow map",
-                               buckets=DRAIN_BUCKETS)
+        self.evicted = counter("flowcollect_evicted_flows_total", "Flows evicted from the kernel, by reason",
+                               ["reason"])
+        self.drain = histogram("flowcollect_drain_duration_seconds",
+                               "Time of one swap-and-drain of the kernel flow map", buckets=DRAIN_BUCKETS)
         self.map_fill = gauge("flowcollect_map_fill_ratio", "Flows in the map at the last drain / map capacity",
                               multiprocess_mode="livemostrecent")
-        self.dedup_dropped = counter("flowcollect_dedup_dropped_flows_total", "Flows dropped as duplicates seen on another interface")
+        self.dedup_dropped = counter("flowcollect_dedup_dropped_flows_total",
+                                     "Flows dropped as duplicates seen on another interface")
         self.limiter_dropped = counter("flowcollect_limiter_dropped_flows_total",
                                        "Flows dropped because a downstream queue was full", ["stage"])
         self.exported = counter("flowcollect_exported_flows_total", "Flows handed to an output", ["output"])
@@ -110,8 +114,9 @@ class _Metrics:
         self.worker_restarts = counter("flowcollect_worker_restarts_total", "Worker processes restarted after a crash")
         self.worker_lost = counter("flowcollect_worker_lost_flows_total",
                                    "Flows sent to a worker that died before it exported them")
-        self.capped_flows = counter("flowcollect_flow_series_capped_flows_total",
-                                    "Flows counted in the overflow series because the flow metrics reached their series cap")
+        self.capped_flows = counter(
+            "flowcollect_flow_series_capped_flows_total",
+            "Flows counted in the overflow series because the flow metrics reached their series cap")
 
 
 _metrics: _Metrics | None = None
