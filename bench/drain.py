@@ -16,14 +16,12 @@ Ratios are of medians on the CPU clock.
 Run: .venv/bin/python -m bench.drain [--flows 10000,100000,1000000] [--runs 5]
 """
 import argparse
-import os
-import sys
 import time
 
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, markdown_table, progress
-from flowcollect.kernel.flow_kernel import FlowKernel
 from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.flow_kernel import FlowKernel
 
 DRAIN_BATCH = 8192
 PER_KEY_PYTHON_MAX = 100_000  # beyond this the Python loop alone takes minutes
@@ -88,12 +86,12 @@ def measure(flows, runs):
                 path(fd)
             if run < 3:
                 assert blib.fcb_fill(fd, flows, ncpus) == flows
-                n, _, c = clocked(lambda: blib.fcb_per_key_drain(fd, ncpus))
+                n, _, c = clocked(lambda fd=fd: blib.fcb_per_key_drain(fd, ncpus))
                 assert n == flows
                 per_key_c.append(flows / c)
             if run < 3 and flows <= PER_KEY_PYTHON_MAX:
                 assert blib.fcb_fill(fd, flows, ncpus) == flows
-                n, _, c = clocked(lambda: per_key_python(base, fd, ncpus))
+                n, _, c = clocked(lambda fd=fd: per_key_python(base, fd, ncpus))
                 assert n == flows
                 per_key_py.append(flows / c)
     figures = [
@@ -114,10 +112,10 @@ def run(flow_counts, runs):
         limit = figures[2]
         per_key_c = figures[3]
         per_key_py = figures[4] if len(figures) > 4 else None
-        for fig in figures:
-            rows.append([f"{flows:,}", fig.name, *fig.cells(), len(fig.runs),
-                         f"{fig.ratio_to(limit):.2f}", f"{fig.ratio_to(per_key_c):.1f}",
-                         f"{fig.ratio_to(per_key_py):.1f}" if per_key_py else "-"])
+        rows.extend([f"{flows:,}", fig.name, *fig.cells(), len(fig.runs),
+                     f"{fig.ratio_to(limit):.2f}", f"{fig.ratio_to(per_key_c):.1f}",
+                     f"{fig.ratio_to(per_key_py):.1f}" if per_key_py else "-"]
+                    for fig in figures)
     return markdown_table(["flows", "path", "median entries/s", "min", "max", "runs",
                            "x limit", "x per-key C", "x per-key Py"], rows)
 

@@ -23,8 +23,6 @@ buffers) and is not counted.
 Run: .venv/bin/python -m bench.end_to_end [--flows 10000,30000,100000] [--runs 5]
 """
 import argparse
-import os
-import sys
 import threading
 import time
 
@@ -34,10 +32,9 @@ import zmq
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
 from bench.lab import AgentMaps, Lab, interrupt_on_sigterm, wait_until
-from flowcollect.records import layout
-from flowcollect.records.batch import FlowBatch
-from flowcollect.transport import wire
 from flowcollect.kernel.bindings import lib
+from flowcollect.records import layout
+from flowcollect.transport import wire
 
 PART = "end to end"
 EVICTION_S = 1.5
@@ -111,7 +108,7 @@ def agent_run(lab, base, flows, cycles):
             expected = counter.count + flows
             active, t0 = wait_swap(maps, active)
             cpu0 = agent.cpu()
-            if not wait_until(lambda: counter.count >= expected, CYCLE_TIMEOUT_S, period=POLL_S):
+            if not wait_until(lambda expected=expected: counter.count >= expected, CYCLE_TIMEOUT_S, period=POLL_S):
                 raise TimeoutError(f"{counter.count - expected + flows} of {flows} records arrived")
             t1 = counter.last
             cpu1 = agent.cpu()
@@ -150,8 +147,8 @@ def transport_alone(flows, runs, endpoint):
         for _ in range(runs):
             messages = -(-flows // BATCH)
             t0 = time.perf_counter()
-            sender = threading.Thread(target=lambda: [pub.send_multipart([wire.TOPIC_BINARY, rows])
-                                                      for _ in range(messages)])
+            sender = threading.Thread(target=lambda messages=messages: [pub.send_multipart([wire.TOPIC_BINARY, rows])
+                                                                        for _ in range(messages)])
             sender.start()
             for _ in range(messages):
                 sub.recv_multipart(copy=False)

@@ -15,7 +15,6 @@ Run: .venv/bin/python -m bench.exports [--flows 100000] [--runs 5]
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -23,8 +22,8 @@ import orjson
 
 from bench.common import Figure, markdown_table, progress, rate, timed
 from flowcollect.export.ipfix import IpfixEncoder
-from flowcollect.records.json_lines import encode_lines
 from flowcollect.records.batch import FlowBatch
+from flowcollect.records.json_lines import encode_lines
 from flowcollect.records.layout import FLOW_EXPORT
 
 
@@ -97,8 +96,10 @@ def measure(flows, runs):
             _, seconds = timed(work)
             rates[name].append(rate(flows, seconds))
     figures = [Figure(name, "records/s", runs_) for name, runs_ in rates.items()]
-    sizes = {"JSON lines (encode_lines)": json_bytes / flows, "reference: orjson.dumps of prebuilt dicts": json_bytes / flows,
-             "IPFIX (IpfixEncoder.encode)": ipfix_bytes / flows, "floor: numpy copy of the batch": FLOW_EXPORT.itemsize}
+    sizes = {"JSON lines (encode_lines)": json_bytes / flows,
+             "reference: orjson.dumps of prebuilt dicts": json_bytes / flows,
+             "IPFIX (IpfixEncoder.encode)": ipfix_bytes / flows,
+             "floor: numpy copy of the batch": FLOW_EXPORT.itemsize}
     return figures, sizes
 
 

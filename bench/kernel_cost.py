@@ -19,13 +19,13 @@ Run: .venv/bin/python -m bench.kernel_cost [--runs 7] [--packets 200000]
 """
 import argparse
 import os
-import sys
 
-from bench.build_baselines import OUT_DIR, load as load_baselines
+from bench.build_baselines import OUT_DIR
+from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
-from flowcollect.kernel.flow_kernel import FlowKernel
-from flowcollect.kernel.bindings import lib
 from bench.harness import frames
+from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.flow_kernel import FlowKernel
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PART = "kernel cost"
@@ -105,7 +105,7 @@ def measure(runs, packets):
             # Take the one slot of the small maps with another flow, and fill the small ring buffer.
             other = bytearray(runner.frame)
             other[SRC_IP_OFFSET + 3] ^= 0xFF
-            for kernel, prog in ((full_kernel, full_ingress), (lossy_kernel, lossy_ingress)):
+            for prog in (full_ingress, lossy_ingress):
                 runner.base.lib.fcb_test_run(prog, bytes(other), len(other), 1, runner.ns)
             runner.repeated(lossy_ingress)
             drain_ringbuf(full_kernel)

@@ -10,10 +10,10 @@ and every namespace deleted when the block ends, on an exception or Ctrl-C
 too; SIGTERM to the benchmark is turned into KeyboardInterrupt so that it
 cleans up the same way. Traffic stays inside the lab's namespaces.
 """
+import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,20 +105,16 @@ class Lab:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # children left in the group, if any
-        except ProcessLookupError:
-            pass
         proc.wait()
         return proc.returncode
 
     def close(self):
         for agent in self.agents:
             if agent.process.poll() is None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     agent.stop(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    pass
             agent.close()
         for proc in self.processes:
             self.stop(proc, timeout=2)

@@ -17,7 +17,6 @@ and the workers, the worst case for memory. Then:
 Run: .venv/bin/python -m bench.memory [--flows 5000,50000,500000] [--runs 3]
 """
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -25,8 +24,8 @@ import time
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
 from bench.lab import AgentMaps, Lab, bpf_maps, interrupt_on_sigterm
-from flowcollect.records import layout
 from flowcollect.kernel.bindings import lib
+from flowcollect.records import layout
 
 PART = "memory"
 SUBNET = 64
@@ -49,8 +48,9 @@ def flow_bytes(flows, ncpus):
 
 def one_run(lab, base, flows, ncpus, run):
     receiver = lab.namespace("mem")
-    agent = lab.agent(receiver, "--workers", "2", "--output", "none", "--interfaces", "none-such", "--agent-ip", "192.0.2.1",
-                      "--cache-max-flows", str(flows), "--cache-active-timeout", f"{EVICTION_S:g}s",
+    agent = lab.agent(receiver, "--workers", "2", "--output", "none", "--interfaces", "none-such",
+                      "--agent-ip", "192.0.2.1", "--cache-max-flows", str(flows),
+                      "--cache-active-timeout", f"{EVICTION_S:g}s",
                       name=f"memory-{flows}-{run}")
     maps = AgentMaps(base, agent.process.pid)
     try:

@@ -30,8 +30,6 @@ import argparse
 import contextlib
 import functools
 import json
-import os
-import sys
 import time
 
 from bench.common import Figure, Result, progress, results_table
@@ -47,9 +45,8 @@ IPERF_PORT = 5201
 
 def trafgen_udp_config(sender, receiver, flows):
     """A 60-byte UDP frame whose source port walks over `flows` values: one flow each."""
-    return ("{ eth(da=%s, sa=%s), ipv4(saddr=%s, daddr=%s, ttl=64), "
-            "udp(sport=dinc(1024, %d), dport=9), fill(0x00, 18) }\n"
-            % (receiver.mac, sender.mac, sender.ipv4, receiver.ipv4, 1023 + flows))
+    return (f"{{ eth(da={receiver.mac}, sa={sender.mac}), ipv4(saddr={sender.ipv4}, daddr={receiver.ipv4}, ttl=64), "
+            f"udp(sport=dinc(1024, {1023 + flows:d}), dport=9), fill(0x00, 18) }}\n")
 
 
 def udp_no_ports(link):

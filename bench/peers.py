@@ -39,7 +39,6 @@ import signal
 import statistics
 import struct
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -47,8 +46,8 @@ import numpy as np
 
 from bench.build_baselines import OUT_DIR
 from bench.common import Figure, Result, cpu_seconds, descendants, progress, results_table
-from bench.lab import Lab, interrupt_on_sigterm, link_counter, wait_until
 from bench.harness import frames
+from bench.lab import Lab, interrupt_on_sigterm, link_counter, wait_until
 
 PART = "peers"
 SUBNET = 62
@@ -102,7 +101,7 @@ def craft(path, flows=FLOWS, packets=PACKETS, seed=SEED):
     pick = rng.integers(0, 2, size=len(order))
     with open(path + ".tmp", "wb") as f:
         f.write(PCAP_HEADER)
-        for n, (flow, which) in enumerate(zip(order.tolist(), pick.tolist())):
+        for n, (flow, which) in enumerate(zip(order.tolist(), pick.tolist(), strict=True)):
             frame = templates[flow][which % len(templates[flow])]
             f.write(struct.pack("<IIII", n // 100_000, n % 100_000 * 10, len(frame), len(frame)))
             f.write(frame)
@@ -282,7 +281,7 @@ def csv_packets(path):
 
 
 AGENTS = ("flowcollect", "softflowd", "pmacctd")
-CONDITIONS = ("nobody",) + AGENTS
+CONDITIONS = ("nobody", *AGENTS)
 
 
 def measure(runs, loops):

@@ -15,10 +15,10 @@ import sys
 import time
 import traceback
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 from bench.common import Result, progress, results_table
 from bench.lab import interrupt_on_sigterm
 
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 
 # Run counts and sizes: chosen so that the whole suite takes ~5 minutes here (limit: 10).
@@ -70,7 +70,7 @@ class Suite:
     def stages(self):
         from bench import stages
         for share in stages.DUPLICATE_SHARES:
-            (ours, seed_dict, floor), dropped = stages.measure(STAGES_RECORDS, share, STAGES_RUNS)
+            (ours, seed_dict, floor), _dropped = stages.measure(STAGES_RECORDS, share, STAGES_RUNS)
             case = f"dedup + decorate, {share:.0%} duplicates, one core"
             self.results += [Result("stages", case, ours, seed_dict), Result("stages", case, ours, floor)]
 
@@ -97,8 +97,8 @@ class Suite:
         self.results += results
         cpu = [r for r in results if r.figure.name == "collector CPU"]
         self.plots["cpu"] = {
-            "collector": [(flows, r.figure.median) for flows, r in zip(E2E_FLOWS, cpu)],
-            "workers": [(flows, r.baseline.median) for flows, r in zip(E2E_FLOWS, cpu)],
+            "collector": [(flows, r.figure.median) for flows, r in zip(E2E_FLOWS, cpu, strict=True)],
+            "workers": [(flows, r.baseline.median) for flows, r in zip(E2E_FLOWS, cpu, strict=True)],
         }
 
     def peers(self):
@@ -110,7 +110,7 @@ class Suite:
         results = memory.measure(MEMORY_FLOWS, MEMORY_RUNS)
         self.results += results
         series = {}
-        for flows, r in zip([f for f in MEMORY_FLOWS for _ in range(3)], results):
+        for flows, r in zip([f for f in MEMORY_FLOWS for _ in range(3)], results, strict=True):
             series.setdefault(r.figure.name, []).append((flows, r.figure.median))
         self.plots["memory"] = series
 
@@ -138,7 +138,7 @@ def plot(plots, out_dir):
         filename, title, xlabel, ylabel = specs[name]
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for label, points in series.items():
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=label)
         ax.set_xscale("log")
         if name != "cpu":

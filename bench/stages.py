@@ -15,19 +15,17 @@ MEASURED evictions timed. Paths:
 Run: .venv/bin/python -m bench.stages [--runs 5] [--records 100000]
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
 from bench.common import Figure, markdown_table, progress, rate, timed
-from flowcollect.records import layout
 from flowcollect.flow import DEDUPER_FIRST_COME, Deduper
-from flowcollect.records.batch import FlowBatch
 from flowcollect.pipeline import rows
 from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.flow_key import DEDUP_KEY
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
 
 DUPLICATE_SHARES = (0.01, 0.10, 0.50)
 EVICTION_PERIOD_NS = 5 * 10**9
@@ -109,7 +107,7 @@ class SeedDictDeduper:
         words = np.ascontiguousarray(words)
         keys = words.view(np.dtype((np.void, words.shape[1] * 8))).ravel().tolist()
         keep = []
-        for key, if_index in zip(keys, batch.flows["if_index"].tolist()):
+        for key, if_index in zip(keys, batch.flows["if_index"].tolist(), strict=True):
             owner = cache.get(key)
             owner = if_index if owner is None else owner[0]
             cache[key] = (owner, expiry)
@@ -133,7 +131,7 @@ def run_path(make_dedupe, batches):
     seconds = 0.0
     for i, flows in enumerate(batches):
         clock.now_ns += EVICTION_PERIOD_NS
-        out, took = timed(lambda: decorate.process(dedupe.process(FlowBatch(flows=flows))))
+        out, took = timed(lambda flows=flows: decorate.process(dedupe.process(FlowBatch(flows=flows))))
         if i >= WARMUP:
             seconds += took
             kept += len(out)
@@ -172,10 +170,10 @@ def main():
     started = time.perf_counter()
     for share in DUPLICATE_SHARES:
         figures, dropped = measure(args.records, share, args.runs)
-        ours, seed_dict, floor = figures
-        for fig in figures:
-            table.append([f"{share:.0%}", f"{dropped:.1%}", fig.name, *fig.cells(), len(fig.runs),
-                          f"{fig.ratio_to(seed_dict):.1f}", f"{fig.ratio_to(floor):.2f}"])
+        _ours, seed_dict, floor = figures
+        table.extend([f"{share:.0%}", f"{dropped:.1%}", fig.name, *fig.cells(), len(fig.runs),
+                      f"{fig.ratio_to(seed_dict):.1f}", f"{fig.ratio_to(floor):.2f}"]
+                     for fig in figures)
     print(f"dedup (firstCome, drop) + decorate, batches of {args.records:,} records, "
           f"{MEASURED} evictions per run after {WARMUP} of warm-up, one core")
     print(markdown_table(["duplicates", "dropped", "path", "median records/s", "min", "max", "runs",

@@ -59,9 +59,9 @@ def host_between(netns_factory):
     host.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
     a.exec("ip", "route", "add", "10.82.0.0/24", "via", host_a.ipv4)
     c.exec("ip", "route", "add", "10.81.0.0/24", "via", host_c.ipv4)
-    for near, far in ((a_end, c_end), (c_end, a_end)):
-        gateway = host_a if near is a_end else host_c
-        near.ns.exec("ip", "neigh", "replace", gateway.ipv4, "lladdr", gateway.mac, "dev", near.name, "nud", "permanent")
+    for near, gateway in ((a_end, host_a), (c_end, host_c)):
+        near.ns.exec("ip", "neigh", "replace", gateway.ipv4, "lladdr", gateway.mac, "dev", near.name,
+                     "nud", "permanent")
     host.exec("ip", "neigh", "replace", a_end.ipv4, "lladdr", a_end.mac, "dev", "to-a", "nud", "permanent")
     host.exec("ip", "neigh", "replace", c_end.ipv4, "lladdr", c_end.mac, "dev", "to-c", "nud", "permanent")
     return a_end, host_a, c_end, host_c

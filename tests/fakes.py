@@ -4,9 +4,9 @@ from collections import deque
 
 import numpy as np
 
+from flowcollect.pipeline import rows
 from flowcollect.records import layout
 from flowcollect.records.batch import empty
-from flowcollect.pipeline import rows
 from tests.flowtools import ip16, mac6
 
 _ADDRESSES = ("src_ip", "dst_ip")

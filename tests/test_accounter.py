@@ -1,20 +1,20 @@
-"""Accounter: user-space aggregation of ring-buffer records (SPEC §5, §8 cases 1 and 2)."""
+"""Accounter: user-space aggregation of ring-buffer records (the seed's max-entries and period cases)."""
 import errno
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from flowcollect.records import layout
-from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import Accounter
 from flowcollect.pipeline import rows
+from flowcollect.pipeline.channel import Channel
+from flowcollect.records import layout
 from tests.channels import receive_timeout, require_closed, require_nothing, start
 from tests.fakes import flows
 from tests.flowtools import only_flow
 
-T = int(datetime(2022, 8, 23, 16, 33, 22, tzinfo=timezone.utc).timestamp()) * 10**9
+T = int(datetime(2022, 8, 23, 16, 33, 22, tzinfo=UTC).timestamp()) * 10**9
 MONO_NOW = 1000
 
 K1 = {"src_ip": "18.52.86.120", "src_port": 333, "dst_ip": "67.33.0.255", "dst_port": 8080}

@@ -46,7 +46,7 @@ def test_exact_totals_on_several_interfaces_at_subscriber_and_jsonl(host_between
                        for (i, p), t in want.items())
 
         sub.receive_until(complete)
-        code, seconds = agent.stop()
+        code, _seconds = agent.stop()
     finally:
         agent.close()
         sub.close()
@@ -63,7 +63,7 @@ def test_exact_totals_on_several_interfaces_at_subscriber_and_jsonl(host_between
 
 @pytest.mark.parametrize("mode", ["firstCome", "just-mark", "none"])
 def test_dedup_of_traffic_crossing_the_host(host_between, tmp_path, mode):
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, c_end, _host_c = host_between
     args = {"firstCome": ["--deduper", "firstCome"],
             "just-mark": ["--deduper", "firstCome", "--deduper-just-mark"],
             "none": ["--deduper", "none"]}[mode]
@@ -101,7 +101,7 @@ def test_dedup_of_traffic_crossing_the_host(host_between, tmp_path, mode):
 
 
 def test_sigterm_right_after_traffic_delivers_everything_and_cleans_up(host_between, tmp_path):
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, _c_end, _host_c = host_between
     host = host_a.ns
     add_foreign_filter(host, "to-a", "ingress", 20, "1:7")
     systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # stands in for systemd's notify socket
@@ -132,7 +132,7 @@ def test_sigterm_right_after_traffic_delivers_everything_and_cleans_up(host_betw
 
 
 def test_killed_worker_is_restarted_and_its_loss_is_counted(host_between, tmp_path):
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, _c_end, _host_c = host_between
     agent = Agent(host_a.ns, tmp_path, "--workers", "2", "--cache-active-timeout", "200ms",
                   "--output", f"zmq:{endpoint(tmp_path)}")
     sub = Subscriber(endpoint(tmp_path))
@@ -176,7 +176,7 @@ def _rss_kib(pid):
 def test_a_stuck_subscriber_never_stalls_the_agent(host_between, tmp_path):
     """A subscriber that never reads: the agent keeps evicting and exporting, with
     bounded memory, and counts and logs the messages the stuck subscriber misses."""
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, _c_end, _host_c = host_between
     agent = Agent(host_a.ns, tmp_path, "--workers", "2", "--cache-active-timeout", "100ms",
                   "--buffers-length", "4", "--output", f"zmq:{endpoint(tmp_path)}")
     stuck = Subscriber(endpoint(tmp_path), topic=b"flows", hwm=1)
@@ -207,7 +207,7 @@ def test_a_stuck_subscriber_never_stalls_the_agent(host_between, tmp_path):
 
 def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
     """With a CURVE key, only a subscriber that knows the agent's public key gets flows."""
-    a_end, host_a, c_end, host_c = host_between
+    _a_end, host_a, c_end, host_c = host_between
     key_file = tmp_path / "agent.key"
     public = subprocess.run([FLOWCOLLECT, "keygen", str(key_file)], capture_output=True, text=True,
                             check=True).stdout.strip()
@@ -243,7 +243,7 @@ def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
 
 
 def test_killed_collector_takes_its_workers_along_and_cleanup_removes_its_filters(host_between, tmp_path):
-    a_end, host_a, c_end, host_c = host_between
+    _a_end, host_a, _c_end, _host_c = host_between
     host = host_a.ns
     add_foreign_filter(host, "to-c", "egress", 30, "1:9")
     agent = Agent(host, tmp_path, "--workers", "2", "--output", "none")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from bench.harness.netns import veth_pair
 from flowcollect.interfaces.agent_ip import RT_SCOPE_HOST, RT_SCOPE_UNIVERSE, HostAddress, resolve_agent_ip
 from flowcollect.settings.errors import ConfigError
-from bench.harness.netns import veth_pair
 
 ip = ipaddress.ip_address
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6, UDP = 0x0003, 0x0800, 0x86DD, 17
@@ -57,7 +57,8 @@ def test_external_takes_the_routed_source_ipv4_first_for_any():
 
 
 def test_external_without_a_route_takes_the_first_usable_global_address():
-    addresses = LOOPBACK + [
+    addresses = [
+        *LOOPBACK,
         host("down0", "198.51.100.1", up=False),
         host("tent0", "198.51.100.2", usable=False),  # tentative: the kernel will not use it yet
         host("eth0", "fe80::1", RT_SCOPE_LINK),

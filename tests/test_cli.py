@@ -1,4 +1,4 @@
-"""The command-line contract (SPEC §7.1): settings, precedence, errors, privileges."""
+"""The command-line contract (docs/configuration.md): settings, precedence, errors, privileges."""
 import os
 import subprocess
 import sys
@@ -135,5 +135,8 @@ def test_root_without_cap_bpf_is_told_which_one_is_missing():
 
 
 def test_docs_configuration_lists_every_setting_as_declared():
-    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")).read()
-    assert sources.settings_table() in doc, "regenerate the table: python -c 'from flowcollect.settings import sources; print(sources.settings_table())'"
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "configuration.md")
+    with open(path) as f:
+        doc = f.read()
+    assert sources.settings_table() in doc, (
+        "regenerate the table: python -c 'from flowcollect.settings import sources; print(sources.settings_table())'")

@@ -1,11 +1,11 @@
-"""Decorator: interface names and agent IP per batch (SPEC §5)."""
+"""Decorator: interface names and agent IP per batch."""
 import ipaddress
 
-from flowcollect.records import layout
-from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import decorate
-from flowcollect.records.batch import FlowBatch
+from flowcollect.pipeline.channel import Channel
 from flowcollect.pipeline.decorator import Decorator
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
 from tests.channels import receive_timeout, require_closed, start
 from tests.fakes import flows
 

@@ -1,16 +1,16 @@
-"""Deduper: the seed's firstCome semantics over numpy batches (SPEC §5, §8 cases 4-6)."""
+"""Deduper: the seed's firstCome semantics over numpy batches (its first-come, just-mark and expiry cases)."""
 import random
 
 import numpy as np
 import pytest
 
-from flowcollect.records import layout
-from flowcollect.pipeline.channel import Channel
-from flowcollect.settings.errors import ConfigError
 from flowcollect.flow import DEDUPER_FIRST_COME, DEDUPER_NONE, Deduper, deduper_provider
-from flowcollect.records.batch import FlowBatch
+from flowcollect.pipeline.channel import Channel
 from flowcollect.pipeline.flow_key import DEDUP_KEY, hash_words
 from flowcollect.pipeline.flow_table import FlowTable, group_keys
+from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
+from flowcollect.settings.errors import ConfigError
 from tests.channels import receive_timeout, require_closed, require_nothing, start
 from tests.fakes import FakeClock, flows
 

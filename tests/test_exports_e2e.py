@@ -16,7 +16,7 @@ UDP4, UDP6 = 14 + 20 + 8, 14 + 40 + 8
 
 
 def test_nfcapd_reads_the_agent_s_ipfix_exactly(host_between, tmp_path):
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, _c_end, _host_c = host_between
     host = host_a.ns
     directory = tmp_path / "nfcapd"
     directory.mkdir()
@@ -68,7 +68,7 @@ def value(samples, name, **labels):
 
 
 def test_metrics_count_the_flows_exactly_and_the_overflow(host_between, tmp_path):
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, _c_end, _host_c = host_between
     host = host_a.ns
     address = "127.0.0.1:47391"
     agent = Agent(host, tmp_path, "--workers", "2", "--cache-active-timeout", "300ms", "--cache-max-flows", "64",
@@ -105,7 +105,7 @@ def test_metrics_count_the_flows_exactly_and_the_overflow(host_between, tmp_path
 
 
 def test_jsonl_file_every_field_of_a_known_flow_and_reopen_on_sighup(host_between, tmp_path):
-    a_end, host_a, c_end, host_c = host_between
+    a_end, host_a, _c_end, _host_c = host_between
     path = tmp_path / "flows.jsonl"
     # A 1 s eviction period: the 12-packet burst (well under 1 ms) falls in one eviction.
     agent = Agent(host_a.ns, tmp_path, "--workers", "2", "--cache-active-timeout", "1s",

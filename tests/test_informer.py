@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface, LinkTable, new_informer
 from flowcollect.pipeline.channel import Channel
 from flowcollect.settings.errors import ConfigError
-from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface, LinkTable, new_informer
 from tests.channels import receive_timeout, require_nothing
 
 POLL_PERIOD = 0.05

@@ -1,8 +1,8 @@
-"""The interface filter: SPEC §8 case 9 exactly, then the parsing of the settings."""
+"""The interface filter: the seed's own test cases exactly, then the parsing of the settings."""
 import pytest
 
-from flowcollect.settings.errors import ConfigError
 from flowcollect.interfaces.filter import InterfaceFilter
+from flowcollect.settings.errors import ConfigError
 from flowcollect.settings.interface_lists import parse_interface_list, split_interface_list
 
 

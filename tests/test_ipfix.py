@@ -50,7 +50,7 @@ def test_every_element_of_ipv4_ipv6_icmp_and_non_ip_flows():
     records = all_records(IpfixEncoder(clock=FakeClock()).encode(batch(tcp4, icmp4, udp6, icmp6, arp)))
 
     # THEN each comes back under its template, with the standard elements set as documented
-    by_template = {template_id: fields for template_id, fields in records}
+    by_template = dict(records)
     assert sorted(by_template) == [256, 257, 258, 259, 260]
     r = by_template[256]
     assert ipaddress.IPv4Address(r[8]) == ipaddress.IPv4Address("10.1.2.3")
@@ -79,7 +79,8 @@ def test_every_element_of_ipv4_ipv6_icmp_and_non_ip_flows():
 
 def test_sequence_numbers_count_data_records_of_the_domain():
     encoder = IpfixEncoder(observation_domain=7, clock=FakeClock())
-    rows = [flow(eth_protocol=0x0800, src_ip="10.0.0.1", dst_ip="10.0.0.2", dst_port=p, protocol=17) for p in range(100)]
+    rows = [flow(eth_protocol=0x0800, src_ip="10.0.0.1", dst_ip="10.0.0.2", dst_port=p, protocol=17)
+            for p in range(100)]
     templates = {}
     first = decode_messages(encoder.encode(batch(*rows)), templates)
     second = decode_messages(encoder.encode(batch(*rows[:3])), templates)
@@ -105,7 +106,8 @@ def test_messages_stay_within_the_mtu_and_lose_no_record():
         assert sorted(number(fields[2]) for _, fields in records) == list(range(5000))
         # Full use of the space: only the last message of each template may be short.
         assert len(messages) <= len(encoder_templates(mtu)) + sum(-(-int(n) // ((mtu - 20) // t.record_length))
-                                        for t, n in zip(TEMPLATES, np.bincount(_kinds(rows), minlength=5)))
+                                        for t, n in zip(TEMPLATES, np.bincount(_kinds(rows), minlength=5),
+                                                        strict=True))
 
 
 def encoder_templates(mtu):
@@ -138,7 +140,8 @@ def test_templates_first_then_refreshed_by_time_and_by_message_count():
 def _set_ids(message):
     offset, ids = 16, []
     while offset < len(message):
-        set_id, length = int.from_bytes(message[offset:offset + 2], "big"), int.from_bytes(message[offset + 2:offset + 4], "big")
+        set_id = int.from_bytes(message[offset:offset + 2], "big")
+        length = int.from_bytes(message[offset + 2:offset + 4], "big")
         ids.append(set_id)
         offset += length
     return ids
@@ -155,7 +158,8 @@ def test_udp_output_sends_every_message_and_counts_refused_sends():
     receiver.settimeout(2)
     port = receiver.getsockname()[1]
     out = IpfixSink(f"127.0.0.1:{port}", encoder=IpfixEncoder(clock=FakeClock()))
-    rows = [flow(eth_protocol=0x0800, src_ip="127.0.0.1", dst_ip="127.0.0.2", dst_port=p, protocol=6) for p in range(40)]
+    rows = [flow(eth_protocol=0x0800, src_ip="127.0.0.1", dst_ip="127.0.0.2", dst_port=p, protocol=6)
+            for p in range(40)]
     assert out.write(batch(*rows))
     datagrams = [receiver.recv(65535) for _ in range(out.messages)]
     assert sorted(number(f[11]) for _, f in all_records(datagrams)) == list(range(40))

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from flowcollect.export.ipfix import IpfixEncoder, IpfixSink
+from flowcollect.export.ipfix import IpfixSink
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import FLOW_EXPORT
 from tests.flowtools import ip16, mac6
@@ -39,7 +39,7 @@ def free_udp_port():
 
 def known_batch():
     rows = np.zeros(len(FLOWS), dtype=FLOW_EXPORT)
-    for row, (src, dst, sport, dport, proto, packets, nbytes) in zip(rows, FLOWS):
+    for row, (src, dst, sport, dport, proto, packets, nbytes) in zip(rows, FLOWS, strict=True):
         row["eth_protocol"] = 0x0800 if ipaddress.ip_address(src).version == 4 else 0x86DD
         row["src_ip"], row["dst_ip"] = ip16(src), ip16(dst)
         row["src_port"], row["dst_port"], row["protocol"] = sport, dport, proto
@@ -60,21 +60,20 @@ def nfcapd(tmp_path):
     port = free_udp_port()
     directory = tmp_path / "flows"
     directory.mkdir()
-    log = open(tmp_path / "nfcapd.log", "wb")
-    process = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(directory), "-t", "3600"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until_bound(port, process, tmp_path / "nfcapd.log")
-        yield port, directory, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
+    with open(tmp_path / "nfcapd.log", "wb") as log:
+        process = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(directory), "-t", "3600"],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until_bound(port, process, tmp_path / "nfcapd.log")
+            yield port, directory, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def wait_until_bound(port, process, log_path, timeout=5.0):
@@ -114,7 +113,8 @@ def test_nfcapd_reads_the_flows_we_encode(nfcapd):
                   str(ipaddress.ip_address(r.get("dst4_addr") or r["dst6_addr"])),
                   r.get("src_port", 0), r.get("dst_port", 0), r["proto"], r["in_packets"], r["in_bytes"])
                  for r in rows)
-    expected = sorted((str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)), sport, dport, proto, packets, nbytes)
+    expected = sorted((str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)),
+                       sport, dport, proto, packets, nbytes)
                       for src, dst, sport, dport, proto, packets, nbytes in FLOWS)
     assert got == expected
     # and what else a collector shows: ICMP type, egress interface, direction, MACs, duration

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines
 from flowcollect.records.batch import FlowBatch
+from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines
 from flowcollect.records.layout import FLOW_EXPORT
 from tests.flowrows import flow_row as flow
 from tests.flowtools import ip16
@@ -107,7 +107,8 @@ def random_batch(rng, n, names=None, agent_ip="192.0.2.1"):
         column[pick == 3] = info.max
         column[(pick == 2) & (rng.random(column.shape) < 0.3)] = 0
     kinds = rng.integers(0, 4, n)
-    flows["eth_protocol"] = np.where(kinds == 0, 0x0800, np.where(kinds == 1, 0x86DD, np.where(kinds == 2, 0x0806, flows["eth_protocol"])))
+    flows["eth_protocol"] = np.where(kinds == 0, 0x0800,
+                                     np.where(kinds == 1, 0x86DD, np.where(kinds == 2, 0x0806, flows["eth_protocol"])))
     mapped = rng.random(n) < 0.5
     for side in ("src_ip", "dst_ip"):
         flows[side][mapped, :10] = 0
@@ -165,7 +166,7 @@ def test_empty_batch_encodes_to_nothing():
 
 
 def test_iso_times_across_many_days_and_the_calendar_edges():
-    days = [datetime.datetime(y, m, d, tzinfo=datetime.timezone.utc) for y, m, d in
+    days = [datetime.datetime(y, m, d, tzinfo=datetime.UTC) for y, m, d in
             ((1677, 9, 22), (1900, 2, 28), (1969, 12, 31), (1970, 1, 1), (2000, 2, 29), (2100, 3, 1), (2262, 4, 11))]
     ns = [int(d.timestamp()) * 10**9 + 999_000_000 for d in days]
     rows = np.concatenate([flow(time_flow_start_ns=t, time_flow_end_ns=t) for t in ns])

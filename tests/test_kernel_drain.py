@@ -1,13 +1,11 @@
 """Swap-and-drain, map-full fallback and TC co-existence, on real traffic."""
 import os
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from flowcollect.kernel.bindings import lib
 from flowcollect.kernel.flow_kernel import FlowKernel
 from native import build_bpf  # the same compile step setup.py uses
 from tests.flowtools import attach, matching, only_flow, totals
@@ -100,7 +98,7 @@ def test_full_map_falls_back_to_the_ring_buffer_without_loss(two_hosts):
         attach(kernel, a)
         sock = a.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
         ring = []
-        for round_ in range(per_flow):
+        for _round in range(per_flow):
             for i in range(flows):
                 sock.sendto(b"m" * 10, (b.ipv4, 20000 + i))
                 if i % 500 == 0:  # drain the ring buffer as the agent would, while it fills
@@ -223,7 +221,8 @@ def test_close_in_another_namespace_never_touches_filters_there(two_hosts, forei
         ours = tc_filters(a, "ingress")
         assert "pref 1 bpf" in ours and "handle 0x1 fc_ingress" in ours
         # The same ifindex, priority and handle in namespace b, held by a foreign program.
-        b.ns.exec("ip", "link", "add", "name", "twin0", "index", str(a.ifindex), "type", "veth", "peer", "name", "twin1")
+        b.ns.exec("ip", "link", "add", "name", "twin0", "index", str(a.ifindex), "type", "veth",
+                  "peer", "name", "twin1")
         b.ns.exec("tc", "qdisc", "add", "dev", "twin0", "clsact")
         b.ns.exec("tc", "filter", "add", "dev", "twin0", "ingress", "prio", "1", "handle", "1", "bpf", "da",
                   "obj", foreign_object, "sec", "tc")

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from flowcollect.kernel.flow_kernel import FlowKernel
-from flowcollect.kernel.bindings import lib
 from bench.harness import frames
+from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.flow_kernel import FlowKernel
 from tests.flowtools import attach, matching, only_flow, totals
 
 INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS
@@ -100,7 +100,8 @@ def test_rst_ack_and_other_flags(kernel, two_hosts):
     sender = frames.FrameSender(a)
     for flags in (0x14, 0x20 | 0x40 | 0x80):  # RST|ACK, then URG|ECE|CWR
         seg = frames.tcp(a.ipv4, b.ipv4, 40001, 81, flags)
-        sender.send(frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP, frames.ipv4(a.ipv4, b.ipv4, frames.TCP, seg)))
+        sender.send(frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP,
+                                    frames.ipv4(a.ipv4, b.ipv4, frames.TCP, seg)))
     row = only_flow(drain(kernel), if_index=a.ifindex, src_port=40001, dst_port=81)
     assert int(row["tcp_flags"]) == (lib.FC_TCP_RST | lib.FC_TCP_ACK | lib.FC_TCP_RST_ACK
                                      | lib.FC_TCP_URG | lib.FC_TCP_ECE | lib.FC_TCP_CWR)
@@ -336,7 +337,8 @@ def test_trafgen_frames_with_headers_outside_the_linear_area(kernel, two_hosts, 
     a, b = two_hosts
     attach(kernel, a, b)
     datagram = frames.udp(a.ipv4, b.ipv4, 5300, 5301, b"t" * 200)
-    frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP, frames.ipv4(a.ipv4, b.ipv4, frames.UDP, datagram))
+    frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP,
+                            frames.ipv4(a.ipv4, b.ipv4, frames.UDP, datagram))
     conf = tmp_path / "udp.cfg"
     conf.write_text("{ " + ", ".join(f"0x{byte:02x}" for byte in frame) + " }\n")
     count = 300

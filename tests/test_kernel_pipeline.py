@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.kernel.flow_kernel import FlowKernel
 from flowcollect.pipeline.accounter import Accounter
+from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.map_tracer import MapTracer
 from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
 

@@ -39,7 +39,8 @@ def numpy_format(ctype):
 
 def dtype_from_c(struct):
     """The flattened dtype of a struct as the C compiler laid it out, padding fields left out."""
-    fields = [(path.rsplit(".", 1)[-1], ftype, offset) for path, ftype, offset in leaves(ffi.typeof(f"struct {struct}"))]
+    fields = [(path.rsplit(".", 1)[-1], ftype, offset)
+              for path, ftype, offset in leaves(ffi.typeof(f"struct {struct}"))]
     kept = [(name, numpy_format(ftype), offset) for name, ftype, offset in fields if not name.startswith("pad")]
     return np.dtype({"names": [k[0] for k in kept], "formats": [k[1] for k in kept],
                      "offsets": [k[2] for k in kept], "itemsize": ffi.sizeof(f"struct {struct}")})
@@ -53,12 +54,12 @@ def test_declared_dtype_is_the_c_compilers_layout(struct):
 
 def test_declared_constants_are_flow_h_enums():
     counters = sorted((getattr(lib, n), n) for n in dir(lib) if n.startswith("FC_COUNTER_") and n != "FC_COUNTER_MAX")
-    assert layout.COUNTER_NAMES == tuple(name[len("FC_COUNTER_"):].lower() for _, name in counters)
+    assert tuple(name[len("FC_COUNTER_"):].lower() for _, name in counters) == layout.COUNTER_NAMES
     assert [slot for slot, _ in counters] == list(range(lib.FC_COUNTER_MAX))
     assert (layout.DIRECTION_INGRESS, layout.DIRECTION_EGRESS) == (lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS)
     assert (layout.FC_MAC_LEN, layout.FC_IP_LEN) == (lib.FC_MAC_LEN, lib.FC_IP_LEN)
-    assert layout.KEY_SIZE == ffi.sizeof("struct fc_flow_key")
-    assert layout.METRICS_OFFSET == ffi.offsetof("struct fc_flow_record", "metrics")
+    assert ffi.sizeof("struct fc_flow_key") == layout.KEY_SIZE
+    assert ffi.offsetof("struct fc_flow_record", "metrics") == layout.METRICS_OFFSET
 
 
 def distinct_value(ctype, seed):

@@ -1,11 +1,11 @@
-"""Capacity limiter: drops instead of blocking, counts and logs (SPEC §5, §8 cases 7 and 8)."""
+"""Capacity limiter: drops instead of blocking, counts and logs (the seed's two limiter cases)."""
 import logging
 
 import numpy as np
 
-from flowcollect.records import layout
-from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import CapacityLimiter
+from flowcollect.pipeline.channel import Channel
+from flowcollect.records import layout
 from flowcollect.records.batch import FlowBatch
 from tests.channels import receive_timeout, require_closed, start
 from tests.fakes import FakeClock
@@ -54,9 +54,7 @@ def test_drops_and_counts_what_does_not_fit_without_blocking():
     worker.join(5)
     assert not worker.is_alive()
     # AND the first ones that fit arrive in order, the rest are dropped and counted
-    received = []
-    for _ in range(LIMITER_LEN):
-        received.append(int(receive_timeout(outputs).flows["src_port"][0]))
+    received = [int(receive_timeout(outputs).flows["src_port"][0]) for _ in range(LIMITER_LEN)]
     require_closed(outputs)
     assert received == list(range(LIMITER_LEN))
     assert limiter.dropped_flows == sent - LIMITER_LEN

@@ -1,13 +1,13 @@
-"""Map tracer: periodic and flushed evictions of the kernel map (SPEC §5, §8 case 3, §9)."""
+"""Map tracer: periodic and flushed evictions of the kernel map (the seed's per-CPU aggregation case)."""
 import threading
 import time
 
 import numpy as np
 
-from flowcollect.records import layout
-from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import MapTracer
 from flowcollect.kernel.flow_kernel import fold_percpu
+from flowcollect.pipeline.channel import Channel
+from flowcollect.records import layout
 from tests.channels import receive_timeout, require_closed, require_nothing, start
 from tests.fakes import FakeFetcher, flows
 
@@ -18,7 +18,7 @@ HOUR = 3600
 def percpu(*cpus):
     """A FLOW_METRICS array, one row per CPU: (packets, bytes, first_seen_ns, last_seen_ns, tcp_flags)."""
     out = np.zeros(len(cpus), dtype=layout.FLOW_METRICS)
-    for row, values in zip(out, cpus):
+    for row, values in zip(out, cpus, strict=True):
         row["packets"], row["bytes"], row["first_seen_ns"], row["last_seen_ns"], row["tcp_flags"] = values
     return out
 

@@ -128,7 +128,8 @@ def test_series_beyond_the_cap_go_to_one_overflow_series():
     flow_metrics.write(batch(*[dict(TCP_EGRESS, dst_port=p, packets=1, bytes=p) for p in (443, 8080, 9090, 9090)]))
     # THEN the first three ports keep their series, the other flows share the overflow one
     got = samples(prometheus_client.generate_latest(registry).decode())
-    bytes_by_port = {dict(labels)["dst_port"]: v for (name, labels), v in got.items() if name == "flowcollect_flow_bytes_total"}
+    bytes_by_port = {dict(labels)["dst_port"]: v for (name, labels), v in got.items()
+                     if name == "flowcollect_flow_bytes_total"}
     assert bytes_by_port == {"443": 886, "80": 80, "22": 22, OVERFLOW: 8080 + 2 * 9090}
     capped = prometheus_client.REGISTRY.get_sample_value("flowcollect_flow_series_capped_flows_total")
     assert capped - capped_before == 3
@@ -141,5 +142,6 @@ def test_address_attributes_label_ip_flows_with_their_text():
                               dict(eth_protocol=0x86DD, src_ip="2001:db8::1", dst_port=53, bytes=20, packets=1),
                               dict(eth_protocol=0x0806, bytes=40, packets=1)))
     got = samples(prometheus_client.generate_latest(registry).decode())
-    by_address = {dict(labels)["src_addr"]: v for (name, labels), v in got.items() if name == "flowcollect_flow_bytes_total"}
+    by_address = {dict(labels)["src_addr"]: v for (name, labels), v in got.items()
+                  if name == "flowcollect_flow_bytes_total"}
     assert by_address == {"10.1.2.3": 10, "2001:db8::1": 20, "": 40}

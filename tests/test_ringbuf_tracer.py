@@ -1,11 +1,10 @@
-"""Ring-buffer tracer: forwards one-packet records, flushes the map when it is full (SPEC §5, §9)."""
+"""Ring-buffer tracer: forwards one-packet records, flushes the map when it is full."""
 import errno
 import logging
 import threading
 
-
-from flowcollect.pipeline.channel import Channel
 from flowcollect.flow import Accounter, MapTracer, RingBufTracer
+from flowcollect.pipeline.channel import Channel
 from tests.channels import receive_timeout, require_closed, start
 from tests.fakes import FakeClock, FakeFetcher, FakeFlusher, FakeRingBuf, flows
 
@@ -112,4 +111,4 @@ def test_a_full_map_triggers_an_early_eviction_and_nothing_is_lost():
     require_closed(map_out)
     overflow = receive_timeout(acc_out).flows
     require_closed(acc_out)
-    assert sorted(zip(overflow["src_port"].tolist(), overflow["packets"].tolist())) == [(100, 2), (101, 1)]
+    assert sorted(zip(overflow["src_port"].tolist(), overflow["packets"].tolist(), strict=True)) == [(100, 2), (101, 1)]

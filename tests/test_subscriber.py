@@ -31,7 +31,7 @@ def test_a_jump_in_sequence_is_a_gap_a_new_instance_is_not(caplog):
 def test_top_talkers_rank_by_bytes_over_the_window():
     flows = np.zeros(3, dtype=layout.FLOW_EXPORT)
     flows["eth_protocol"] = 0x0800
-    for row, (src, nbytes) in zip(flows, (("10.0.0.1", 100), ("10.0.0.2", 5000), ("10.0.0.1", 50))):
+    for row, (src, nbytes) in zip(flows, (("10.0.0.1", 100), ("10.0.0.2", 5000), ("10.0.0.1", 50)), strict=True):
         row["src_ip"], row["dst_ip"] = ip16(src), ip16("10.0.0.9")
         row["bytes"], row["packets"], row["protocol"] = nbytes, 1, 17
     talkers = TopTalkers(window_s=60)

@@ -6,15 +6,15 @@ import time
 
 import pytest
 
-from flowcollect.kernel.errors import NativeError
-from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface
-from flowcollect.interfaces.filter import InterfaceFilter
-from flowcollect.interfaces.namer import InterfaceNamer
-from flowcollect.kernel.flow_kernel import FlowKernel
-from flowcollect.kernel.bindings import lib
-from flowcollect.interfaces.attacher import TcAttacher
-from tests.flowtools import matching, only_flow
 from bench.harness.netns import veth_pair
+from flowcollect.interfaces.attacher import TcAttacher
+from flowcollect.interfaces.filter import InterfaceFilter
+from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface
+from flowcollect.interfaces.namer import InterfaceNamer
+from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.errors import NativeError
+from flowcollect.kernel.flow_kernel import FlowKernel
+from tests.flowtools import matching, only_flow
 from tests.test_informer import start_in
 
 INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS

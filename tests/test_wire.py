@@ -51,8 +51,13 @@ def test_foreign_or_future_messages_are_refused():
         wire.read_flows(bad, [bytes(frames[1]), bytes(frames[2])])
 
 
+def _doc_text():
+    with open(DOC) as f:
+        return f.read()
+
+
 def _doc_table(after_heading):
-    text = open(DOC).read()
+    text = _doc_text()
     section = text[text.index(after_heading):]
     rows = re.findall(r"^\| (\d+) \| (\d+) \| ([^|]+) \| (\w+) \|", section, re.M)
     return [(int(o), int(s), t.strip(), name) for o, s, t, name in rows]
@@ -65,10 +70,10 @@ def test_the_documented_row_layout_is_the_code_s():
     for offset, size, _, name in documented:
         field, field_offset = dtype.fields[name][:2]
         assert (field_offset, field.itemsize) == (offset, size), name
-    assert "row_size` bytes" in open(DOC).read() and dtype.itemsize == 128
+    assert "row_size` bytes" in _doc_text() and dtype.itemsize == 128
 
 
 def test_the_documented_header_is_the_code_s():
-    text = open(DOC).read()
+    text = _doc_text()
     assert f"`{wire.HEADER.format}`" in text and f"({wire.HEADER.size} bytes" in text
     assert wire.MAGIC == b"FCW\0" and "`FCW\\0`" in text

@@ -3,10 +3,10 @@ and counts what a dead worker never accounted for."""
 import numpy as np
 import zmq
 
+from flowcollect.agent.worker_link import WorkerLink
 from flowcollect.records import layout
 from flowcollect.records.batch import FlowBatch
 from flowcollect.transport import wire
-from flowcollect.agent.worker_link import WorkerLink
 
 
 def batch(n):
@@ -37,14 +37,16 @@ def test_held_while_down_then_released_in_order_and_lost_flows_counted(tmp_path)
             worker.poll(20)
             deadline -= 1
         assert link.sent_flows == 5
-        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=2, dedup_dropped=1, limiter_dropped=0))
+        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=2, dedup_dropped=1,
+                                             limiter_dropped=0))
 
         assert link.instance_died() == 2  # 5 sent, 3 accounted for
         assert link.lost_flows == 2 and link.down
         assert [link.try_put(batch(n)) for n in (1, 2, 3, 4)] == [True, True, True, False]  # held, up to hwm
         assert link.held_flows() == 6
 
-        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=99))  # a late word from the dead instance
+        # a late word from the dead instance
+        link.update_status(wire.WorkerStatus(worker=0, instance=1, exported_flows=99))
         assert link.down and link.status is None
         link.update_status(wire.WorkerStatus(worker=0, instance=2, exported_flows=0))  # the new one says hello
         counts = []

@@ -5,10 +5,10 @@ import time
 import numpy as np
 import zmq
 
+from flowcollect.export.zmq_publish import ZmqPublisher
 from flowcollect.records import layout
 from flowcollect.records.batch import FlowBatch
 from flowcollect.transport import wire
-from flowcollect.export.zmq_publish import ZmqPublisher
 from flowcollect.transport.publish_proxy import PublishProxy
 
 

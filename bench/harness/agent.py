@@ -5,6 +5,7 @@ and stop() sends SIGTERM and returns the exit code and the seconds it took.
 Subscriber() is a ZeroMQ SUB on the agent's public endpoint (an ipc socket in
 the test's temp dir: unix sockets do not belong to a network namespace).
 """
+import contextlib
 import json
 import os
 import signal
@@ -26,10 +27,14 @@ class Agent:
         self.ns = ns
         self.log_path = tmp_path / f"{name}.log"
         self.stdout_path = tmp_path / f"{name}.out"
-        self._log = open(self.log_path, "wb")
-        self._stdout = open(self.stdout_path, "wb")
-        self.process = ns.popen(FLOWCOLLECT, *args, stdout=self._stdout, stderr=self._log,
-                                env={**os.environ, **(env or {})})
+        # The agent writes both files until close(): once it is started they move to
+        # self._files, which close() closes; if it does not start they close here.
+        with contextlib.ExitStack() as files:
+            self._log = files.enter_context(open(self.log_path, "wb"))
+            self._stdout = files.enter_context(open(self.stdout_path, "wb"))
+            self.process = ns.popen(FLOWCOLLECT, *args, stdout=self._stdout, stderr=self._log,
+                                    env={**os.environ, **(env or {})})
+            self._files = files.pop_all()
         self.wait_for_log("agent ready")
 
     def logs(self):
@@ -71,8 +76,7 @@ class Agent:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        self._log.close()
-        self._stdout.close()
+        self._files.close()
 
 
 def _ancestor(pid, ancestor):
@@ -105,7 +109,7 @@ class Subscriber:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self.sock.poll(int(left * 1000) + 1):
-                topic, header, body = wire.split(self.sock.recv_multipart(), topic=True)
+                _topic, header, body = wire.split(self.sock.recv_multipart(), topic=True)
                 self.headers.append(header)
                 if header.kind == wire.FLOWS_JSON:
                     self.records += [json.loads(line) for line in bytes(body[0]).splitlines()]

@@ -84,7 +84,7 @@ class Settings:
     deduper: str = _setting(
         "none", v.choice("none", "firstCome"), "drop flows seen on several interfaces: none or firstCome")
     deduper_fc_expiry: float | None = _setting(
-        None, v.optional_duration,
+        None, v.optional(v.duration),
         "idle time after which firstCome forgets a flow's interface (default: 2 x cache_active_timeout)",
         _derived(format_duration))
     deduper_just_mark: bool = _setting(

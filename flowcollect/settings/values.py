@@ -10,11 +10,14 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flowcollect.settings.addresses import host_port
 from flowcollect.settings.errors import ConfigError
 from flowcollect.settings.interface_lists import parse_interface_list, split_interface_list
 from flowcollect.settings.units import parse_duration, parse_size
+
+T = TypeVar("T")
 
 
 class Rejected(ValueError):
@@ -26,24 +29,33 @@ class Rejected(ValueError):
         self.problem = problem
 
 
-def integer(low: int, high: int | None = None) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        accepted = f"an integer from {low}" + (f" to {high}" if high is not None else " up")
-        if isinstance(value, bool):
-            raise Rejected(accepted)
+def _checked(parse: Callable[[object], T], accepted: str, ok: Callable[[T], bool]) -> Callable[[object], T]:
+    """A parser that takes what `parse` reads and `ok` accepts, and says `accepted` otherwise."""
+    def parse_checked(value: object) -> T:
         try:
-            number = int(str(value).strip(), 10)
+            parsed = parse(value)
         except ValueError:
             raise Rejected(accepted) from None
-        if number < low or (high is not None and number > high):
+        if not ok(parsed):
             raise Rejected(accepted)
-        return number
-    return parse
+        return parsed
+    return parse_checked
 
 
-def optional(parse: Callable[[object], int]) -> Callable[[object], int | None]:
+def _decimal(value: object) -> int:
+    if isinstance(value, bool):  # a TOML true is not the number 1
+        raise ValueError(value)
+    return int(str(value).strip(), 10)
+
+
+def integer(low: int, high: int | None = None) -> Callable[[object], int]:
+    accepted = f"an integer from {low}" + (f" to {high}" if high is not None else " up")
+    return _checked(_decimal, accepted, lambda n: n >= low and (high is None or n <= high))
+
+
+def optional(parse: Callable[[object], T]) -> Callable[[object], T | None]:
     """The parser, with "" (or no value) meaning "derived from other settings"."""
-    def parse_optional(value: object) -> int | None:
+    def parse_optional(value: object) -> T | None:
         return None if value in (None, "") else parse(value)
     return parse_optional
 
@@ -56,30 +68,9 @@ def choice(*options: str) -> Callable[[object], str]:
     return parse
 
 
-def duration(value: object) -> float:
-    accepted = "a duration above zero, such as 200ms, 5s or 1m"
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        raise Rejected(accepted) from None
-    if seconds <= 0:
-        raise Rejected(accepted)
-    return seconds
-
-
-def optional_duration(value: object) -> float | None:
-    return None if value in (None, "") else duration(value)
-
-
-def ringbuf_bytes(value: object) -> int:
-    accepted = "a power of two of at least 4KiB, such as 4MiB"
-    try:
-        nbytes = parse_size(value)
-    except ValueError:
-        raise Rejected(accepted) from None
-    if nbytes < 4096 or nbytes & (nbytes - 1):
-        raise Rejected(accepted)
-    return nbytes
+duration = _checked(parse_duration, "a duration above zero, such as 200ms, 5s or 1m", lambda seconds: seconds > 0)
+ringbuf_bytes = _checked(parse_size, "a power of two of at least 4KiB, such as 4MiB",
+                         lambda nbytes: nbytes >= 4096 and not nbytes & (nbytes - 1))
 
 
 def boolean(value: object) -> bool:
