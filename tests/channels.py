@@ -1,5 +1,6 @@
 """Test helpers for stages that talk through channels, as in the seed's tests."""
 import threading
+import time
 
 import pytest
 
@@ -25,6 +26,15 @@ def require_nothing(channel, wait=0.0):
     except (TimeoutError, Closed):
         return
     pytest.fail(f"unexpected item: {item!r}")
+
+
+def wait_taken(channel, timeout=TIMEOUT_S):
+    """Wait until a stage has taken everything queued in its input channel; fails the test otherwise."""
+    deadline = time.monotonic() + timeout
+    while len(channel):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{len(channel)} items still queued after {timeout} s")
+        time.sleep(0.001)
 
 
 def require_closed(channel, timeout=TIMEOUT_S):

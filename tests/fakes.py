@@ -38,6 +38,10 @@ class FakeClock:
     def advance(self, seconds):
         self.now_ns += round(seconds * 1e9)
 
+    def seconds(self):
+        """The same clock in seconds, as an eviction period's clock (time.monotonic) reads."""
+        return self.now_ns / 1e9
+
 
 class FakeFetcher:
     """A kernel map for MapTracer: swap_and_drain() returns what was put() since the last call.

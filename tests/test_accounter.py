@@ -1,7 +1,6 @@
 """Accounter: user-space aggregation of ring-buffer records (the seed's max-entries and period cases)."""
 import errno
 import random
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -10,8 +9,8 @@ from flowcollect.flow import Accounter
 from flowcollect.pipeline import rows
 from flowcollect.pipeline.channel import Channel
 from flowcollect.records import layout
-from tests.channels import receive_timeout, require_closed, require_nothing, start
-from tests.fakes import flows
+from tests.channels import receive_timeout, require_closed, require_nothing, start, wait_taken
+from tests.fakes import FakeClock, flows
 from tests.flowtools import only_flow
 
 T = int(datetime(2022, 8, 23, 16, 33, 22, tzinfo=UTC).timestamp()) * 10**9
@@ -81,32 +80,37 @@ def test_evicts_everything_when_max_entries_is_reached():
 
 
 def test_evicts_periodically_with_signed_time_conversion():
-    # GIVEN an accounter evicting every 20 ms, with fixed clocks
-    acc = Accounter(200, 0.020, *fixed_clocks())
+    # GIVEN an accounter evicting every 20 ms of its period clock (a fake one, moved by the
+    # test), with fixed clocks to date the flows
+    period = FakeClock()
+    acc = Accounter(200, 0.020, *fixed_clocks(), period_clock=period.seconds)
     inputs, evictor = Channel(20), Channel(20)
     worker = start(acc.account, inputs, evictor)
 
-    # WHEN three packets of k1 arrive, then two more after 30 ms
+    # WHEN three packets of k1 arrive, then 30 ms pass, then two more, then 30 ms
     for start_ns in (123, 456, 789):
         inputs.put(packet(K1, 10, start_ns))
-    time.sleep(0.030)
+    wait_taken(inputs)
+    period.advance(0.030)
+    first = receive_timeout(evictor)
     for start_ns in (1123, 1456):
         inputs.put(packet(K1, 10, start_ns))
+    wait_taken(inputs)
+    period.advance(0.030)
+    second = receive_timeout(evictor)
 
     # THEN each period's packets come out as one flow
-    first = receive_timeout(evictor)
     assert len(first) == 1
     assert metrics(first.flows[0]) == (30, 3, 123, 789, 1)
     assert wall(first.flows[0]) == (-877, -211)
-    second = receive_timeout(evictor)
     assert len(second) == 1
     assert metrics(second.flows[0]) == (20, 2, 1123, 1456, 1)
     # AND times after the monotonic "now" land after T (signed arithmetic)
     assert wall(second.flows[0]) == (123, 456)
 
     # AND an idle period evicts nothing (no empty batches)
-    time.sleep(0.030)
-    require_nothing(evictor)
+    period.advance(0.030)
+    require_nothing(evictor, wait=0.1)
     inputs.close()
     require_closed(evictor)
     worker.join(5)

@@ -9,7 +9,7 @@ from flowcollect.kernel.flow_kernel import fold_percpu
 from flowcollect.pipeline.channel import Channel
 from flowcollect.records import layout
 from tests.channels import receive_timeout, require_closed, require_nothing, start
-from tests.fakes import FakeFetcher, flows
+from tests.fakes import FakeClock, FakeFetcher, flows
 
 T = 1_661_272_402 * 10**9
 HOUR = 3600
@@ -95,16 +95,20 @@ def test_evicted_rows_are_copies_of_the_fetchers_buffer():
 
 
 def test_evicts_every_period_and_never_sends_an_empty_batch():
-    # GIVEN a tracer evicting every 50 ms
-    fetcher = FakeFetcher()
+    # GIVEN a tracer evicting every 50 ms of its period clock (a fake one, moved by the test)
+    fetcher, period = FakeFetcher(), FakeClock()
     out, stop = Channel(10), threading.Event()
-    start(MapTracer(fetcher, 0.05).trace_loop(stop), out)
-    # WHEN the map has flows, THEN they come out within a period or so
+    start(MapTracer(fetcher, 0.05, period_clock=period.seconds).trace_loop(stop), out)
+    # WHEN the map has flows and a period passes (60 ms: more than one, whatever the rounding), THEN they come out
     fetcher.put(flows({"src_port": 1}))
+    period.advance(0.06)
     assert receive_timeout(out, 1).flows["src_port"].tolist() == [1]
     # AND periods with an empty map send nothing, though they do evict
     calls = fetcher.calls
-    require_nothing(out, wait=0.3)
+    for passed in (1, 2, 3):
+        period.advance(0.06)
+        assert fetcher.wait_calls(calls + passed)
+    require_nothing(out, wait=0.1)
     assert fetcher.calls >= calls + 3
     stop.set()
     require_closed(out)
@@ -168,14 +172,16 @@ def test_stop_evicts_one_last_time_then_closes_the_output():
 
 
 def test_every_eviction_reports_its_reason_and_cost():
-    # GIVEN a tracer with a short timer, observed
-    fetcher = FakeFetcher()
+    # GIVEN a tracer with a short timer on a fake period clock, observed
+    fetcher, period = FakeFetcher(), FakeClock()
     seen = []
-    tracer = MapTracer(fetcher, 0.2, on_eviction=lambda reason, n, stats: seen.append((reason, n)))
+    tracer = MapTracer(fetcher, 0.2, period_clock=period.seconds,
+                       on_eviction=lambda reason, n, stats: seen.append((reason, n)))
     stop, out = threading.Event(), Channel(10)
     thread = start(tracer.trace_loop(stop), out)
     # WHEN a flow waits for the timer, one is flushed early, and one is left at stop
     fetcher.put(flows({"src_port": 1, "packets": 1}))
+    period.advance(0.25)
     receive_timeout(out, 2)
     fetcher.put(flows({"src_port": 2, "packets": 1}, {"src_port": 3, "packets": 1}))
     tracer.flush()

@@ -18,7 +18,7 @@ from flowcollect.pipeline import rows
 from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.flow_key import FULL_KEY, hash_words
 from flowcollect.pipeline.flow_table import FlowTable, group_keys
-from flowcollect.pipeline.timebase import Clock, Timebase, evicted
+from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import FLOW_RECORD, Rows
 
@@ -27,19 +27,21 @@ class Accounter:
     """Aggregates ring-buffer records; not thread-safe (one account() loop owns it).
 
     evict_timeout: seconds. clock: wall-clock epoch ns; mono_clock: monotonic ns
-    (the pair that converts kernel times at eviction; the period itself runs
-    on the real monotonic clock). sampling: the kernel's 1-in-N rate, carried
-    into every evicted row.
+    (the pair that converts kernel times at eviction). period_clock: monotonic
+    seconds, what the eviction period runs on. sampling: the kernel's 1-in-N
+    rate, carried into every evicted row.
     """
 
     def __init__(self, max_entries: int, evict_timeout: float, clock: Clock = time.time_ns,
-                 mono_clock: Clock = time.monotonic_ns, *, sampling: int = 0) -> None:
+                 mono_clock: Clock = time.monotonic_ns, *, sampling: int = 0,
+                 period_clock: PeriodClock = time.monotonic) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
         self._evict_timeout = evict_timeout
         self._clock = clock
         self._mono_clock = mono_clock
+        self._period_clock = period_clock
         self._sampling = sampling
         self._flows = FlowTable(FULL_KEY.width, FLOW_RECORD)
 
@@ -83,10 +85,10 @@ class Accounter:
         Then the flows still held are evicted and out_ch is closed.
         """
         try:
-            next_eviction = time.monotonic() + self._evict_timeout
+            next_eviction = self._period_clock() + self._evict_timeout
             while True:
                 try:
-                    batch: Rows | None = in_ch.get(timeout=max(next_eviction - time.monotonic(), 0))
+                    batch: Rows | None = in_ch.get(timeout=max(next_eviction - self._period_clock(), 0))
                 except TimeoutError:
                     batch = None
                 except Closed:
@@ -95,9 +97,12 @@ class Accounter:
                 if batch is not None:
                     for full in self.add(batch):
                         self._send(full, out_ch)
-                if time.monotonic() >= next_eviction:
+                now = self._period_clock()
+                if now >= next_eviction:
+                    # The next period is set before this one's flows go out: a consumer that
+                    # acts on them at once is already in that period.
+                    next_eviction = now + self._evict_timeout
                     self._send(self.evict(), out_ch)
-                    next_eviction = time.monotonic() + self._evict_timeout
         finally:
             out_ch.close()
 

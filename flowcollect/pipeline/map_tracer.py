@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from flowcollect.pipeline.channel import Channel
 from flowcollect.pipeline.sources import DrainStats, MapFetcher
-from flowcollect.pipeline.timebase import Clock, Timebase, evicted
+from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
 from flowcollect.records.batch import FlowBatch
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,19 @@ class MapTracer:
 
     eviction_timeout: seconds. sampling: the kernel's 1-in-N rate, carried into
     every row. clock: wall-clock epoch ns; mono_clock: monotonic ns, the clock
-    of bpf_ktime_get_ns(). These two date the flows; the period itself runs on
-    the real monotonic clock.
+    of bpf_ktime_get_ns(). These two date the flows; the period runs on
+    period_clock (monotonic seconds).
     """
 
     def __init__(self, fetcher: MapFetcher, eviction_timeout: float, *, sampling: int = 0, clock: Clock = time.time_ns,
-                 mono_clock: Clock = time.monotonic_ns, on_eviction: EvictionListener | None = None) -> None:
+                 mono_clock: Clock = time.monotonic_ns, period_clock: PeriodClock = time.monotonic,
+                 on_eviction: EvictionListener | None = None) -> None:
         self._fetcher = fetcher
         self._eviction_timeout = eviction_timeout
         self._sampling = sampling
         self._clock = clock
         self._mono_clock = mono_clock
+        self._period_clock = period_clock
         self._flush_requested = threading.Event()
         self._on_eviction = on_eviction or (lambda reason, flows, stats: None)
 
@@ -67,17 +69,18 @@ class MapTracer:
 
         def trace(out_ch: Channel[FlowBatch]) -> None:
             try:
-                next_eviction = time.monotonic() + self._eviction_timeout
+                next_eviction = self._period_clock() + self._eviction_timeout
                 while not stop_event.is_set():
-                    wait = min(next_eviction - time.monotonic(), STOP_POLL_S)
+                    wait = min(next_eviction - self._period_clock(), STOP_POLL_S)
                     flushing = self._flush_requested.wait(max(wait, 0))
                     if stop_event.is_set():
                         break
-                    if flushing or time.monotonic() >= next_eviction:
+                    now = self._period_clock()
+                    if flushing or now >= next_eviction:
                         # Cleared before the eviction, so that a flush() asked
                         # while it runs finds the event set and runs another.
                         self._flush_requested.clear()
-                        next_eviction = time.monotonic() + self._eviction_timeout
+                        next_eviction = now + self._eviction_timeout
                         self._send(out_ch, "map_full" if flushing else "timer")
                 self._send(out_ch, "shutdown")
             finally:

@@ -17,6 +17,8 @@ from flowcollect.records.layout import FLOW_EXPORT, FLOW_RECORD, Rows
 
 Clock = Callable[[], int]
 """A clock in nanoseconds: wall-clock (time.time_ns) or monotonic (time.monotonic_ns)."""
+PeriodClock = Callable[[], float]
+"""The monotonic clock in seconds that eviction periods run on (time.monotonic; tests pass a fake one)."""
 
 
 @dataclass(frozen=True)
