@@ -1,7 +1,10 @@
 """Helpers to find flows in drained batches by their key, in readable terms."""
 import ipaddress
+import socket
 
 import numpy as np
+
+MARKER_PORT = 9999  # no test sends to it
 
 
 def ip16(text):
@@ -48,3 +51,25 @@ def attach(kernel, *links):
     for link in links:
         with link.ns.entered():
             kernel.attach(link.ifindex)
+
+
+def delivered(a, b, timeout=5.0):
+    """Return once every frame this thread sent between links a and b, and every reply to
+    them, has been through the TC hooks of both ends.
+
+    The receiving side of a veth runs in the softirq of the sending CPU, maybe later (in
+    ksoftirqd), but in order: with this thread on one CPU (pin_to_one_cpu), a marker sent
+    a -> b and received at b comes after every frame sent before it, and one sent b -> a
+    after that, after every reply those frames caused.
+    """
+    for src, dst in ((a, b), (b, a)):
+        rx = dst.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx = src.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rx.bind((dst.ipv4, MARKER_PORT))
+            rx.settimeout(timeout)
+            tx.sendto(b"m", (dst.ipv4, MARKER_PORT))
+            rx.recv(1)
+        finally:
+            tx.close()
+            rx.close()

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness.agent import Agent, send_udp
+from bench.harness.netns import wait_udp
 
 pytestmark = pytest.mark.kernel
 UDP4, UDP6 = 14 + 20 + 8, 14 + 40 + 8
@@ -23,20 +24,22 @@ def test_nfcapd_reads_the_agent_s_ipfix_exactly(host_between, tmp_path):
     port = 47390
     nfcapd = host.popen("nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(directory), "-t", "3600",
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def running():
+        assert nfcapd.poll() is None, "nfcapd exited"
+
     try:
-        time.sleep(0.5)
-        assert nfcapd.poll() is None, "nfcapd did not start"
+        wait_udp(port, host, alive=running)  # bound before the agent sends its first templates
         agent = Agent(host, tmp_path, "--workers", "2", "--cache-active-timeout", "300ms",
                       "--output", f"ipfix:127.0.0.1:{port}")
         try:
             send_udp(a_end, host_a.ipv4, 4500, 5500, 33, 100)
             send_udp(a_end, host_a.ipv6, 4600, 5600, 21, 200)
-            time.sleep(1.0)
-            code, _ = agent.stop()
+            code, _ = agent.stop()  # the last drain: every flow goes out before the agent exits
         finally:
             agent.close()
         assert code == 0
-        time.sleep(0.5)
+        wait_udp(port, host, read=True, alive=running)  # nfcapd writes what it read when stopped
     finally:
         nfcapd.send_signal(signal.SIGTERM)
         nfcapd.wait(timeout=10)
@@ -115,8 +118,8 @@ def test_jsonl_file_every_field_of_a_known_flow_and_reopen_on_sighup(host_betwee
         send_udp(a_end, host_a.ipv4, 4800, 5800, 12, 30)
         wait_for_lines(path, lambda r: r["src_port"] == 4800)
         path.rename(tmp_path / "flows.jsonl.1")  # logrotate moves the file...
-        agent.process.send_signal(signal.SIGHUP)  # ...and tells the agent
-        time.sleep(0.3)
+        agent.process.send_signal(signal.SIGHUP)  # ...and tells the agent, which tells its workers
+        agent.wait_for_log("SIGHUP: files are reopened", count=2)
         send_udp(a_end, host_a.ipv4, 4801, 5801, 5, 30)
         wait_for_lines(path, lambda r: r["src_port"] == 4801)
         code, _ = agent.stop()

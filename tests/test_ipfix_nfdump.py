@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from bench.harness.netns import wait_udp
 from flowcollect.export.ipfix import IpfixSink
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import FLOW_EXPORT
@@ -63,8 +64,11 @@ def nfcapd(tmp_path):
     with open(tmp_path / "nfcapd.log", "wb") as log:
         process = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(directory), "-t", "3600"],
                                    stdout=log, stderr=subprocess.STDOUT)
+        def running():
+            assert process.poll() is None, (tmp_path / "nfcapd.log").read_text(errors="replace")
+
         try:
-            wait_until_bound(port, process, tmp_path / "nfcapd.log")
+            wait_udp(port, alive=running)
             yield port, directory, process
         finally:
             if process.poll() is None:
@@ -76,23 +80,9 @@ def nfcapd(tmp_path):
                     process.wait()
 
 
-def wait_until_bound(port, process, log_path, timeout=5.0):
-    """Until nfcapd holds the port (our own bind of it then fails), or fail with its log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text(errors="replace")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    pytest.fail(f"nfcapd did not bind 127.0.0.1:{port}: {log_path.read_text(errors='replace')}")
-
-
-def stop_and_read(process, directory):
+def stop_and_read(process, directory, port):
     """Stop nfcapd (it writes its current file on SIGTERM) and read every flow back."""
-    time.sleep(0.5)  # let the last datagrams be read
+    wait_udp(port, read=True)  # every datagram sent is read before it stops
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=10)
     result = subprocess.run(["nfdump", "-R", str(directory), "-o", "json"], capture_output=True, text=True, timeout=30)
@@ -108,7 +98,7 @@ def test_nfcapd_reads_the_flows_we_encode(nfcapd):
     assert out.write(known_batch())
     out.close()
     # THEN nfdump lists exactly those flows with their counters, addresses, ports and protocol
-    rows = stop_and_read(process, directory)
+    rows = stop_and_read(process, directory, port)
     got = sorted((str(ipaddress.ip_address(r.get("src4_addr") or r["src6_addr"])),
                   str(ipaddress.ip_address(r.get("dst4_addr") or r["dst6_addr"])),
                   r.get("src_port", 0), r.get("dst_port", 0), r["proto"], r["in_packets"], r["in_bytes"])

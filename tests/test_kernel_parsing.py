@@ -6,15 +6,15 @@ packet and byte totals of the flows it sent, both directions, with their keys.
 Byte counts are whole frames as the TC hook sees them (skb->len): on receive,
 an 802.1Q/802.1ad outer tag has already been moved out of the frame.
 """
+import os
 import socket
-import time
 
 import pytest
 
 from bench.harness import frames
 from flowcollect.kernel.bindings import lib
 from flowcollect.kernel.flow_kernel import FlowKernel
-from tests.flowtools import attach, matching, only_flow, totals
+from tests.flowtools import attach, delivered, matching, only_flow, totals
 
 INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS
 IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0  # <linux/in.h>; not exported by the socket module
@@ -23,14 +23,23 @@ ETH_HDR, IPV4_HDR, IPV6_HDR, UDP_HDR, TCP_HDR = 14, 20, 40, 8, 20
 pytestmark = pytest.mark.kernel
 
 
+@pytest.fixture(autouse=True)
+def pin_to_one_cpu():
+    """Frames sent by this thread, and by trafgen --cpus 1, queue on CPU 0 (see flowtools.delivered)."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    yield
+    os.sched_setaffinity(0, allowed)
+
+
 @pytest.fixture
 def kernel():
     with FlowKernel(4096) as k:
         yield k
 
 
-def drain(kernel, settle=0.05):
-    time.sleep(settle)  # let the receiving side's softirq finish with the last frames
+def drain(kernel, a, b):
+    delivered(a, b)
     batch, _ = kernel.swap_and_drain()
     return batch.copy()
 
@@ -57,7 +66,7 @@ def test_udp_both_directions_exact_with_full_key(kernel, two_hosts):
         client.sendto(b"q" * 100, (b.ipv4, 5001))
     for _ in range(7):
         server.sendto(b"r" * 300, (a.ipv4, 4001))
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
 
     request = dict(src_ip=a.ipv4, dst_ip=b.ipv4, src_port=4001, dst_port=5001, protocol=17)
     out, into = assert_seen_both_ends(batch, a, b, 25, 25 * (ETH_HDR + IPV4_HDR + UDP_HDR + 100), **request)
@@ -85,7 +94,7 @@ def test_tcp_flags_or_ed_including_ack_and_synthetic_bits(kernel, two_hosts):
         frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP, frames.ipv4(a.ipv4, b.ipv4, frames.TCP, seg))
         sender.send(frame)
         sent_bytes += len(frame)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     key = dict(src_ip=a.ipv4, dst_ip=b.ipv4, src_port=40000, dst_port=80, protocol=6)
     out, into = assert_seen_both_ends(batch, a, b, len(segments), sent_bytes, **key)
     expected = (lib.FC_TCP_SYN | lib.FC_TCP_ACK | lib.FC_TCP_PSH | lib.FC_TCP_FIN
@@ -102,7 +111,7 @@ def test_rst_ack_and_other_flags(kernel, two_hosts):
         seg = frames.tcp(a.ipv4, b.ipv4, 40001, 81, flags)
         sender.send(frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP,
                                     frames.ipv4(a.ipv4, b.ipv4, frames.TCP, seg)))
-    row = only_flow(drain(kernel), if_index=a.ifindex, src_port=40001, dst_port=81)
+    row = only_flow(drain(kernel, a, b), if_index=a.ifindex, src_port=40001, dst_port=81)
     assert int(row["tcp_flags"]) == (lib.FC_TCP_RST | lib.FC_TCP_ACK | lib.FC_TCP_RST_ACK
                                      | lib.FC_TCP_URG | lib.FC_TCP_ECE | lib.FC_TCP_CWR)
     assert int(row["packets"]) == 2
@@ -133,7 +142,7 @@ def test_real_tcp_connection_counts_every_segment(kernel, two_hosts):
     client.close()
     server.close()
     assert received == len(payload)
-    batch = drain(kernel, settle=0.3)
+    batch = drain(kernel, a, b)
 
     key = dict(src_ip=a.ipv4, dst_ip=b.ipv4, src_port=47000, dst_port=7000, protocol=6)
     syn_options = 12  # MSS, SACK-permitted, window scale
@@ -156,7 +165,7 @@ def test_icmp_echo_request_and_kernel_reply(kernel, two_hosts):
     for _ in range(count):
         sock.sendto(frames.icmp(8, 0, b"p" * 56), (b.ipv4, 0))
     size = ETH_HDR + IPV4_HDR + 8 + 56
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     request = dict(src_ip=a.ipv4, dst_ip=b.ipv4, protocol=1, icmp_type=8, icmp_code=0, src_port=0, dst_port=0)
     assert_seen_both_ends(batch, a, b, count, count * size, **request)
     reply = dict(src_ip=b.ipv4, dst_ip=a.ipv4, protocol=1, icmp_type=0, icmp_code=0)
@@ -171,7 +180,7 @@ def test_icmpv6_echo_request_and_kernel_reply(kernel, two_hosts):
     for _ in range(count):
         sock.sendto(frames.icmpv6(a.ipv6, b.ipv6, 128, 0, b"p" * 32), (b.ipv6, 0))
     size = ETH_HDR + IPV6_HDR + 8 + 32
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     request = dict(src_ip=a.ipv6, dst_ip=b.ipv6, protocol=58, icmp_type=128, icmp_code=0, eth_protocol=0x86DD)
     assert_seen_both_ends(batch, a, b, count, count * size, **request)
     reply = dict(src_ip=b.ipv6, dst_ip=a.ipv6, protocol=58, icmp_type=129, icmp_code=0)
@@ -187,7 +196,7 @@ def test_ipv6_extension_headers_are_walked_to_the_transport(kernel, two_hosts):
     frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IPV6,
                             frames.ipv6(a.ipv6, b.ipv6, frames.IPV6_HOP, chain + datagram, traffic_class=0x28 << 2))
     sender.send(frame, count=11)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     key = dict(src_ip=a.ipv6, dst_ip=b.ipv6, src_port=6000, dst_port=6001, protocol=17)
     out, _ = assert_seen_both_ends(batch, a, b, 11, 11 * len(frame), **key)
     assert int(out["dscp"]) == 0x28
@@ -205,7 +214,7 @@ def test_ipv6_fragments_only_first_carries_ports(kernel, two_hosts):
         a.ipv6, b.ipv6, frames.IPV6_FRAGMENT, frames.ipv6_fragment(frames.UDP, 64, False) + datagram[64:]))
     sender.send(first, 3)
     sender.send(rest, 3)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     head = only_flow(batch, if_index=a.ifindex, src_ip=a.ipv6, src_port=6100, dst_port=6101, protocol=17)
     tail = only_flow(batch, if_index=a.ifindex, src_ip=a.ipv6, src_port=0, dst_port=0, protocol=17)
     assert totals(head[None]) == (3, 3 * len(first))
@@ -224,7 +233,7 @@ def test_vlan_tagged_frames(kernel, two_hosts, tags):
     frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP,
                             frames.ipv4(a.ipv4, b.ipv4, frames.UDP, datagram), vlans=tags)
     sender.send(frame, count=13)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     key = dict(src_ip=a.ipv4, dst_ip=b.ipv4, src_port=5100, dst_port=5101, protocol=17,
                eth_protocol=0x0800, vlan_id=tags[0][1])
     # The receiving device moves the outer tag out of the frame (skb->vlan_tci) before TC.
@@ -240,7 +249,7 @@ def test_ipv4_options_honour_ihl(kernel, two_hosts):
     frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP,
                             frames.ipv4(a.ipv4, b.ipv4, frames.UDP, datagram, options=options, tos=0xB8))
     sender.send(frame, count=17)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     key = dict(src_ip=a.ipv4, dst_ip=b.ipv4, src_port=5200, dst_port=5201, protocol=17)
     out, into = assert_seen_both_ends(batch, a, b, 17, 17 * len(frame), **key)
     assert int(out["dscp"]) == 46 and int(into["dscp"]) == 46  # EF
@@ -257,7 +266,7 @@ def test_fragmented_udp_ports_only_from_first_fragment(kernel, two_hosts):
     datagrams = 5
     for _ in range(datagrams):
         client.sendto(b"F" * 3000, (b.ipv4, 4301))
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     first = dict(src_ip=a.ipv4, dst_ip=b.ipv4, protocol=17, src_port=4300, dst_port=4301)
     later = dict(src_ip=a.ipv4, dst_ip=b.ipv4, protocol=17, src_port=0, dst_port=0)
     full = ETH_HDR + IPV4_HDR + 1480
@@ -272,7 +281,7 @@ def test_sctp_ports(kernel, two_hosts):
     frame = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP,
                             frames.ipv4(a.ipv4, b.ipv4, frames.SCTP, frames.sctp(3868, 3869, b"s" * 20)))
     sender.send(frame, count=4)
-    row = only_flow(drain(kernel), if_index=a.ifindex, protocol=132, src_port=3868, dst_port=3869)
+    row = only_flow(drain(kernel, a, b), if_index=a.ifindex, protocol=132, src_port=3868, dst_port=3869)
     assert totals(row[None]) == (4, 4 * len(frame))
 
 
@@ -282,7 +291,7 @@ def test_non_ip_frames_counted_by_ethertype(kernel, two_hosts):
     sender = frames.FrameSender(a)
     arp = frames.ethernet(b.mac_bytes, a.mac_bytes, 0x0806, bytes(28))
     sender.send(arp, count=3)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     key = dict(eth_protocol=0x0806, src_mac=a.mac, dst_mac=b.mac, protocol=0)
     assert_seen_both_ends(batch, a, b, 3, 3 * len(arp), **key)
 
@@ -293,7 +302,7 @@ def test_truncated_header_is_counted_and_reported(kernel, two_hosts):
     sender = frames.FrameSender(a)
     runt = frames.ethernet(b.mac_bytes, a.mac_bytes, frames.ETH_P_IP, b"\x45\x00\x00")
     sender.send(runt, count=2)
-    batch = drain(kernel)
+    batch = drain(kernel, a, b)
     row = only_flow(batch, if_index=a.ifindex, eth_protocol=0x0800, src_mac=a.mac, protocol=0)
     assert totals(row[None]) == (2, 2 * len(runt))
     assert kernel.counters()["parse_failed"] == 2
@@ -306,7 +315,7 @@ def test_direction_setting_selects_the_hook(two_hosts):
         client = a.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for _ in range(5):
             client.sendto(b"d", (b.ipv4, 9))
-        batch = drain(kernel)
+        batch = drain(kernel, a, b)
         key = dict(src_ip=a.ipv4, dst_ip=b.ipv4, dst_port=9)
         assert len(matching(batch, direction=EGRESS, **key)) == 0
         assert totals(matching(batch, direction=INGRESS, **key)) == (5, 5 * (ETH_HDR + IPV4_HDR + UDP_HDR + 1))
@@ -322,7 +331,7 @@ def test_sampling_reconciles_with_the_counters(two_hosts):
         client.bind((a.ipv4, 4400))
         for _ in range(sent):
             client.sendto(b"s", (b.ipv4, 4401))
-        batch = drain(kernel)
+        batch = drain(kernel, a, b)
         counted = matching(batch, if_index=a.ifindex, src_port=4400, dst_port=4401)
         counters = kernel.counters()
         packets, _ = totals(counted)
@@ -345,6 +354,6 @@ def test_trafgen_frames_with_headers_outside_the_linear_area(kernel, two_hosts, 
     # -q: through the qdisc path, so that the sender's egress hook runs too.
     a.ns.exec("trafgen", "--dev", a.name, "--conf", str(conf), "--num", str(count), "--cpus", "1",
               "-q", "--no-sock-mem", "--no-cpu-stats")
-    batch = drain(kernel, settle=0.2)
+    batch = drain(kernel, a, b)
     key = dict(src_ip=a.ipv4, dst_ip=b.ipv4, src_port=5300, dst_port=5301, protocol=17)
     assert_seen_both_ends(batch, a, b, count, count * len(frame), **key)

@@ -106,14 +106,20 @@ def wait_for(condition, timeout=5.0, what="condition"):
 
 
 def send_udp(sender, receiver, sport, dport, count):
+    """count datagrams, each received: the receiving end's ingress hook has run on all of them."""
     rx = receiver.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind((receiver.ipv4, dport))
+    rx.settimeout(5)
     tx = sender.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx.bind((sender.ipv4, sport))
-    for _ in range(count):
-        tx.sendto(b"p" * 64, (receiver.ipv4, dport))
-    tx.close()
-    rx.close()
+    try:
+        for _ in range(count):
+            tx.sendto(b"p" * 64, (receiver.ipv4, dport))
+        for _ in range(count):
+            rx.recv(64)
+    finally:
+        tx.close()
+        rx.close()
 
 
 @pytest.mark.kernel
@@ -140,7 +146,6 @@ def test_interfaces_created_after_start_are_traced_if_allowed_and_counted_exactl
             send_udp(traced_peer, traced, 4100, 5100, 5)
             send_udp(traced, traced_peer, 4200, 5200, 3)
             send_udp(skipped_peer, skipped, 4300, 5300, 4)
-            time.sleep(0.05)  # let the receiving softirq finish
             batch = kernel.swap_and_drain()[0].copy()
             into = only_flow(batch, if_index=traced.ifindex, direction=INGRESS, protocol=17,
                              src_ip=traced_peer.ipv4, dst_ip=traced.ipv4, src_port=4100, dst_port=5100)

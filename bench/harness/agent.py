@@ -57,6 +57,14 @@ class Agent:
             time.sleep(0.05)
         raise AssertionError(f"no log line {text!r} within {timeout} s:\n{self.log_path.read_text()}")
 
+    def wait_for_subscribers(self, count, topic="flows.json", timeout=READY_TIMEOUT_S):
+        """Until `count` worker instances have heard of a subscription to `topic`, so that they publish it.
+
+        ZeroMQ subscriptions reach publishers asynchronously; the workers log each change at
+        debug level (start the agent with --log-level debug).
+        """
+        self.wait_for_log(f"{topic!r} now has 1 subscription", timeout=timeout, count=count)
+
     def worker_pids(self):
         out = subprocess.run(["pgrep", "-f", "flowcollect.agent.worker"], capture_output=True, text=True).stdout
         pids = [int(p) for p in out.split()]

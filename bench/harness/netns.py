@@ -9,6 +9,7 @@ import itertools
 import os
 import socket
 import subprocess
+import time
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -104,3 +105,41 @@ def veth_pair(ns_a, ns_b, subnet, name_a="veth0", name_b="veth0", mtu=1500):
         near.ns.exec("ip", "neigh", "replace", far.ipv4, "lladdr", far.mac, "dev", near.name, "nud", "permanent")
         near.ns.exec("ip", "-6", "neigh", "replace", far.ipv6, "lladdr", far.mac, "dev", near.name, "nud", "permanent")
     return a, b
+
+
+def udp_receive_queues(ns=None):
+    """{local port: bytes waiting in its receive queue} of the UDP sockets of a namespace (default: ours).
+
+    From /proc/net/udp and udp6 (rx_queue): a collector has read every datagram
+    sent to it when its queue is empty.
+    """
+    if ns is None:
+        text = sh("cat", "/proc/net/udp", "/proc/net/udp6").stdout
+    else:
+        text = ns.exec("cat", "/proc/net/udp", "/proc/net/udp6").stdout
+    queues = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5 or not fields[0].endswith(":"):
+            continue  # a header line
+        port = int(fields[1].rsplit(":", 1)[1], 16)
+        queues[port] = queues.get(port, 0) + int(fields[4].split(":")[1], 16)
+    return queues
+
+
+def wait_udp(port, ns=None, *, read=False, timeout=10.0, alive=None):
+    """Until a UDP socket is bound to `port` and, with read=True, has read all it was sent.
+
+    alive(): checked on every round (e.g. that the collector's process still runs).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None:
+            alive()
+        queues = udp_receive_queues(ns)
+        if port in queues and (not read or queues[port] == 0):
+            return
+        if time.monotonic() > deadline:
+            state = "bound" if port in queues else "not bound"
+            raise AssertionError(f"UDP port {port}: {state}, {queues.get(port, 0)} bytes queued after {timeout} s")
+        time.sleep(0.02)

@@ -26,7 +26,7 @@ from flowcollect.agent.supervisor import die_with_parent
 from flowcollect.agent.worker_spec import WorkerSpec
 from flowcollect.export.outputs import build_outputs
 from flowcollect.export.prometheus import health
-from flowcollect.pipeline.channel import Channel
+from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.limiter import CapacityLimiter
 from flowcollect.records.batch import FlowBatch
@@ -84,6 +84,7 @@ class Worker:
             if self.flags.reopen:
                 self.flags.reopen = False
                 self.outputs.reopen()
+                log.info("worker %d: SIGHUP: files are reopened before their next write", self.index)
             if self.flags.stop:
                 # The stop ladder's second step, or the collector died (PR_SET_PDEATHSIG).
                 log.warning("worker %d: terminated; exporting what it holds and exiting", self.index)
@@ -115,7 +116,16 @@ class Worker:
             health.limiter_dropped(kept_flows, stage="worker")
 
     def _export_loop(self) -> None:
-        for batch in self.export_queue:
+        # The sinks belong to this thread (a ZeroMQ socket is not thread-safe): their idle
+        # work runs here too, between batches.
+        while True:
+            try:
+                batch = self.export_queue.get(timeout=POLL_MS / 1000)
+            except TimeoutError:
+                self.outputs.idle()
+                continue
+            except Closed:
+                return
             self.outputs.export(batch)
             self._count(exported_flows=len(batch))
             self.send_status()

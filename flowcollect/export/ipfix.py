@@ -309,6 +309,9 @@ class IpfixSink:
         health.exported(self.kind, len(batch))
         return True
 
+    def idle(self) -> None:
+        """Nothing to keep alive between batches."""
+
     def reopen(self) -> None:
         """Nothing to reopen: UDP has no file."""
 

@@ -61,6 +61,9 @@ class JsonLinesSink:
     def wants_json(self) -> bool:
         return True  # takes the batch's encoded lines when the worker has them
 
+    def idle(self) -> None:
+        """Nothing to keep alive between batches."""
+
     def reopen(self) -> None:
         """Ask for the file to be reopened before the next write (safe from a signal handler)."""
         self._reopen.set()

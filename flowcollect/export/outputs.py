@@ -48,6 +48,10 @@ class Outputs:
         for sink in self.sinks:
             sink.write(batch, lines)
 
+    def idle(self) -> None:
+        for sink in self.sinks:
+            sink.idle()
+
     def reopen(self) -> None:
         for sink in self.sinks:
             sink.reopen()

@@ -20,6 +20,10 @@ class Sink(Protocol):
         """Deliver one batch (`lines`: its JSON lines, if encoded); True when all of it went out."""
         ...
 
+    def idle(self) -> None:
+        """Called by the export thread when no batch came for a while (about twice a second)."""
+        ...
+
     def reopen(self) -> None:
         """Reopen files before the next write (after SIGHUP); safe to call from a signal handler."""
         ...

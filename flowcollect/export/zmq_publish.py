@@ -8,6 +8,8 @@ subscribers listen. Sends never block: a message the proxy cannot take now
 is dropped and counted here; its sequence number is used anyway, so
 subscribers see the gap.
 """
+import logging
+
 import zmq
 
 from flowcollect.export.prometheus import health
@@ -15,6 +17,7 @@ from flowcollect.records.batch import FlowBatch
 from flowcollect.transport import wire
 
 TOPIC_NAMES = {wire.TOPIC_BINARY: "binary", wire.TOPIC_JSON: "json"}
+log = logging.getLogger(__name__)
 
 
 class ZmqPublisher:
@@ -43,7 +46,9 @@ class ZmqPublisher:
             if not message:
                 continue
             prefix, change = message[1:], 1 if message[0] == 1 else -1
-            self._subscriptions[prefix] = max(0, self._subscriptions.get(prefix, 0) + change)
+            count = self._subscriptions[prefix] = max(0, self._subscriptions.get(prefix, 0) + change)
+            log.debug("publisher %d: %r now has %d subscription(s)", self.publisher.publisher,
+                      prefix.decode(errors="replace"), count)
 
     def wants(self, topic: bytes) -> bool:
         """Does any subscriber want this topic now?"""
@@ -72,6 +77,10 @@ class ZmqPublisher:
                 self.dropped_flows[name] += len(batch)
                 health.limiter_dropped(len(batch), stage=f"zmq_{name}")
         return sent
+
+    def idle(self) -> None:
+        """Hear subscribers come and go while no flows do (a topic is built only when wanted)."""
+        self._follow_subscriptions()
 
     def reopen(self) -> None:
         """Nothing to reopen: the socket stays connected."""

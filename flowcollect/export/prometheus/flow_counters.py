@@ -110,6 +110,9 @@ class FlowMetrics:
             health.flows_capped(capped)
         return True
 
+    def idle(self) -> None:
+        """Nothing to keep alive between batches."""
+
     def reopen(self) -> None:
         """Nothing to reopen: the counters live in memory."""
 
