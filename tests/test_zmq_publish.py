@@ -27,7 +27,11 @@ def test_topics_follow_the_subscriptions_through_the_proxy(tmp_path):
     subscriber = ctx.socket(zmq.SUB)
     subscriber.connect(public)
     subscriber.setsockopt(zmq.SUBSCRIBE, wire.TOPIC_BINARY)
-    time.sleep(0.2)  # the subscription reaches the proxy before the worker starts
+    # The subscription has reached the proxy once a first worker hears of it; the worker
+    # under test starts after that one is gone, as a restarted worker does.
+    first = ZmqPublisher(ctx, internal, 1)
+    assert wait_until(lambda: first.wants(wire.TOPIC_BINARY))
+    first.close()
     publisher = ZmqPublisher(ctx, internal, 1)
     try:
         assert wait_until(lambda: publisher.wants(wire.TOPIC_BINARY))
