@@ -48,14 +48,14 @@ enum fc_tcp_flag {
 
 /* Slots of the per-CPU counters map: what the agent could not see otherwise. */
 enum fc_counter {
-	FC_COUNTER_PACKETS_SEEN = 0,       /* every packet the programs ran on */
-	FC_COUNTER_SAMPLED_OUT = 1,        /* skipped by 1-in-N sampling */
+	FC_COUNTER_PACKETS_SEEN = 0,       /* every frame the programs ran on (a GSO packet: its segments) */
+	FC_COUNTER_SAMPLED_OUT = 1,        /* frames skipped by 1-in-N sampling */
 	FC_COUNTER_PARSE_FAILED = 2,       /* truncated or malformed header; still counted by ethertype */
 	FC_COUNTER_MAP_INSERT_FAILED = 3,  /* new flow refused by the hash map (full): fell back */
 	FC_COUNTER_RINGBUF_SUBMITTED = 4,  /* one-packet records sent through the ring buffer */
 	FC_COUNTER_RINGBUF_RESERVE_FAILED = 5, /* ring buffer full too: packet lost to user space */
 	FC_COUNTER_LOST_BYTES = 6,         /* bytes of those lost packets */
-	FC_COUNTER_NO_FLOW_MAP = 7,        /* the map-in-map slot was empty (never after load) */
+	FC_COUNTER_NO_FLOW_MAP = 7,        /* frames seen while the map-in-map slot was empty (never after load) */
 	FC_COUNTER_MAX = 8,
 };
 

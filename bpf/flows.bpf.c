@@ -43,6 +43,14 @@
 #define IP_OFFSET_MASK 0x1fff
 #define IPV6_FRAG_OFFSET_MASK 0xfff8
 
+/*
+ * New flows inserted into the flow maps since load. User space reads it from
+ * the skeleton's memory-mapped .bss, no syscall, to swap maps before the
+ * active one fills (native/fc_native.c, flowcollect/pipeline/map_tracer.py).
+ * Written only on the slow path (a new flow), so the shared cache line costs little.
+ */
+__u64 fc_flows_inserted = 0;
+
 /* Load-time settings, fixed before load (the verifier prunes on them). */
 const volatile __u32 fc_sampling = 0; /* 1 in N packets; 0 and 1 mean every packet */
 const volatile __u8 fc_direction_mask = FC_TRACE_BOTH;
@@ -352,9 +360,15 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	void *flows;
 	long err;
 
-	count(FC_COUNTER_PACKETS_SEEN, 1);
+	/*
+	 * A GSO packet leaves as gso_segs frames, each with its own copy of the
+	 * headers: every counter counts frames, as the flows do, so that frames
+	 * seen = frames in flows + sampled out + lost, exactly.
+	 */
+	pkt.segments = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	count(FC_COUNTER_PACKETS_SEEN, pkt.segments);
 	if (fc_sampling > 1 && bpf_get_prandom_u32() % fc_sampling != 0) {
-		count(FC_COUNTER_SAMPLED_OUT, 1);
+		count(FC_COUNTER_SAMPLED_OUT, pkt.segments);
 		return TC_ACT_UNSPEC;
 	}
 
@@ -368,8 +382,6 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 			bpf_printk("flowcollect: parse failed, ifindex %u len %u", skb->ifindex, skb->len);
 	}
 
-	/* A GSO packet leaves as gso_segs frames, each with its own copy of the headers. */
-	pkt.segments = skb->gso_segs > 1 ? skb->gso_segs : 1;
 	bytes = skb->len;
 	if (pkt.segments > 1 && pkt.header_len)
 		bytes += (pkt.segments - 1) * pkt.header_len;
@@ -377,7 +389,7 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 
 	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
 	if (!flows) {
-		count(FC_COUNTER_NO_FLOW_MAP, 1);
+		count(FC_COUNTER_NO_FLOW_MAP, pkt.segments);
 		return TC_ACT_UNSPEC;
 	}
 	metrics = bpf_map_lookup_elem(flows, &key);
@@ -412,6 +424,8 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	err = bpf_map_update_elem(flows, &key, &fresh, BPF_ANY);
 	if (err)
 		fall_back_to_ringbuf(&key, &fresh, err);
+	else
+		__sync_fetch_and_add(&fc_flows_inserted, 1);
 	return TC_ACT_UNSPEC;
 }
 

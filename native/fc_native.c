@@ -506,6 +506,25 @@ long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out
 	return (long)agent->sink.n;
 }
 
+__u64 fc_agent_flows_inserted(struct fc_agent *agent)
+{
+	return __atomic_load_n(&agent->skel->bss->fc_flows_inserted, __ATOMIC_RELAXED);
+}
+
+void fc_agent_detach_all(struct fc_agent *agent)
+{
+	/* Filters we leave behind would keep counting into maps nobody drains. */
+	while (agent->n_attachments) {
+		struct fc_attachment *att = &agent->attachments[agent->n_attachments - 1];
+
+		if (att->ingress)
+			detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
+		if (att->egress)
+			detach_filter(att->ifindex, BPF_TC_EGRESS, &att->egress_opts);
+		agent->n_attachments--;
+	}
+}
+
 int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)
 {
 	int fd = bpf_map__fd(agent->skel->maps.fc_counters);
@@ -557,16 +576,7 @@ void fc_agent_close(struct fc_agent *agent)
 {
 	if (!agent)
 		return;
-	/* Filters we leave behind would keep counting into maps nobody drains. */
-	while (agent->n_attachments) {
-		struct fc_attachment *att = &agent->attachments[agent->n_attachments - 1];
-
-		if (att->ingress)
-			detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
-		if (att->egress)
-			detach_filter(att->ifindex, BPF_TC_EGRESS, &att->egress_opts);
-		agent->n_attachments--;
-	}
+	fc_agent_detach_all(agent);
 	ring_buffer__free(agent->ringbuf);
 	flows_bpf__destroy(agent->skel);
 	free(agent->attachments);

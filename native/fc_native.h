@@ -65,6 +65,12 @@ long fc_agent_swap_and_drain(struct fc_agent *agent, struct fc_flow_record *out,
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
 			      int timeout_ms);
 
+/* New flows the programs inserted into the flow maps since load (a memory read, no syscall). */
+__u64 fc_agent_flows_inserted(struct fc_agent *agent);
+
+/* Remove every filter of ours, on every interface: nothing is counted after this. */
+void fc_agent_detach_all(struct fc_agent *agent);
+
 /* Sum the per-CPU counters map into out[0..n), n <= FC_COUNTER_MAX. */
 int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n);
 

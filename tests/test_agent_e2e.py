@@ -160,7 +160,8 @@ def test_killed_worker_is_restarted_and_its_loss_is_counted(host_between, tmp_pa
         # what the stopped agent delivered until the flows of the first 400 ports are all there
         # but for those it counted.
         summary, = [e for e in agent.logs() if e.get("message", "").startswith("stopped:")]
-        counted = summary["worker_lost_flows"] + summary["forward_dropped_flows"]
+        lost = summary["flows_lost_by_cause"]
+        counted = lost.get("worker_died", 0) + lost.get("forward_queue_full", 0)
 
         def missing(records):
             return 400 - len({r["src_port"] for r in flows_of(records, dst_port=7000)})
@@ -185,7 +186,7 @@ def test_a_stuck_subscriber_never_stalls_the_agent(host_between, tmp_path):
     bounded memory, and counts and logs the messages the stuck subscriber misses."""
     a_end, host_a, _c_end, _host_c = host_between
     agent = Agent(host_a.ns, tmp_path, "--workers", "2", "--cache-active-timeout", "100ms",
-                  "--buffers-length", "4", "--output", f"zmq:{endpoint(tmp_path)}")
+                  "--output", f"zmq:{endpoint(tmp_path)}")
     stuck = Subscriber(endpoint(tmp_path), topic=b"flows", hwm=1)
     sock = a_end.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((a_end.ipv4, 4300))
@@ -206,9 +207,10 @@ def test_a_stuck_subscriber_never_stalls_the_agent(host_between, tmp_path):
         sock.close()
     assert code == 0 and seconds < 5
     summary, = [e for e in agent.logs() if e.get("message", "").startswith("stopped:")]
-    assert summary["subscriber_dropped_flows"] > 0
-    assert summary["forward_dropped_flows"] == 0 and summary["worker_lost_flows"] == 0
-    assert summary["evicted_flows"] >= 1500 * evictions / 2  # the kernel side kept evicting
+    lost = summary["flows_lost_by_cause"]
+    assert lost["subscriber_too_slow"] > 0
+    assert lost.get("forward_queue_full", 0) == 0 and lost.get("worker_died", 0) == 0
+    assert summary["flows_evicted"] >= 1500 * evictions / 2  # the kernel side kept evicting
     assert max(rss) - rss[len(rss) // 2] < 64 * 1024  # no growth with the backlog: bounded
 
 

@@ -23,7 +23,8 @@ BAD_VALUES = {
     "deduper_fc_expiry": "0s",
     "deduper_just_mark": "maybe",
     "workers": "0",
-    "buffers_length": "none",
+    "queue_max_flows": "none",
+    "accounter_max_flows": "-3",
     "output": "kafka:broker:9092",
     "metrics_address": "localhost",
     "metrics_flow_attributes": "interface,colour",
@@ -73,6 +74,19 @@ def test_bad_env_and_file_values_are_named_too(tmp_path, name):
     result = run("--config", str(conf), "--check-config")
     assert result.returncode == 2 and name in result.stderr and str(conf) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--cache-active-timeout", "500us"], "--cache-active-timeout"),  # below 1 ms: a busy loop
+    (["--deduper-fc-expiry", "0.5ms"], "--deduper-fc-expiry"),
+    (["--cache-max-flows", "10000", "--accounter-max-flows", "5000"], "accounter_max_flows"),
+    (["--ringbuf-size", "12KiB"], "--ringbuf-size"),  # not a power of two
+])
+def test_settings_that_cannot_work_are_one_line_exit_2(args, named):
+    result = run(*args, "--check-config")
+    assert result.returncode == 2
+    line, = result.stderr.strip().splitlines()
+    assert named in line, line
 
 
 def test_unknown_option_and_unknown_file_key_exit_2(tmp_path):

@@ -29,7 +29,7 @@ def test_appends_to_an_existing_file(tmp_path):
     assert out.write(batch_of([2, 3]))
     out.close()
     assert ports_in(path) == [1, 2, 3]
-    assert (out.records, out.errors) == (2, 0)
+    assert (out.tally.exported.flows, out.errors) == (2, 0)
 
 
 def test_reopen_after_rotation_keeps_old_lines_in_the_moved_file(tmp_path):
@@ -65,7 +65,8 @@ def test_write_errors_are_counted_and_the_output_recovers(tmp_path):
     out = JsonLinesSink("-", stdout_fd=write_end)
     # WHEN a batch is written: EPIPE (Python ignores SIGPIPE), counted, not raised
     assert out.write(batch_of([1, 2])) is False
-    assert (out.records, out.errors) == (0, 1)
+    assert (out.tally.exported.flows, out.errors) == (0, 1)
+    assert out.tally.lost["write_failed"].flows == 2
     os.close(write_end)
     read_end, write_end = os.pipe()
     out._stdout_fd = write_end
@@ -77,7 +78,7 @@ def test_write_errors_are_counted_and_the_output_recovers(tmp_path):
     # THEN the failed batch may have left a partial line: it is ended before the next batch
     assert data.split(b"\n")[-2].startswith(b'{"time_flow_start_ms"')
     assert orjson.loads(data.splitlines()[-1])["dst_port"] == 3
-    assert (out.records, out.errors) == (1, 1)
+    assert (out.tally.exported.flows, out.errors) == (1, 1)
 
 
 def test_workers_sharing_a_pipe_never_mix_lines(tmp_path):
@@ -102,7 +103,8 @@ def test_workers_sharing_a_pipe_never_mix_lines(tmp_path):
     # THEN every line is whole
     ports = [orjson.loads(line)["dst_port"] for line in received[0].splitlines()]
     assert sorted(ports) == [1] * 4000 + [2] * 4000
-    assert first.counters() == {"written_flows": 4000, "write_errors": 0}
+    (tally,) = first.counters().values()
+    assert (tally.exported.flows, tally.lost) == (4000, {})
 
 
 def _read_all(fd):

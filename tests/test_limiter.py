@@ -87,13 +87,14 @@ def test_logs_drops_with_a_back_off_from_one_minute_to_one_hour(caplog):
         return messages
 
     # WHEN drops happen in every window
-    # THEN nothing is logged before the first minute is over
-    assert drop_then_wait(0.5) == []
-    # AND one line per window, each window twice the last: 1, 2, 4, ... 32 min, then 1 h at most
+    # THEN the first is logged at once
+    (first,) = drop_then_wait(0.5)
+    assert first.startswith("limiter dropped 1 flows just now:")
+    # AND then one line per window, each window twice the last: 1, 2, 4, ... 32 min, then 1 h at most
     logged = drop_then_wait(0.5)
     assert len(logged) == 1
-    assert logged[0].startswith("limiter dropped 2 flows in the last 1 min:")
-    for knob in ("queue lengths", "--workers", "cache_active_timeout"):
+    assert logged[0].startswith("limiter dropped 1 flows in the last 1 min:")
+    for knob in ("queue_max_flows", "--workers", "cache_active_timeout"):
         assert knob in logged[0]
     for period in ("2 min", "4 min", "8 min", "16 min", "32 min", "1 h", "1 h"):
         minutes = 60 if period == "1 h" else int(period.split()[0])
@@ -101,10 +102,10 @@ def test_logs_drops_with_a_back_off_from_one_minute_to_one_hour(caplog):
         (message,) = drop_then_wait(0.01)
         assert message.startswith(f"limiter dropped 2 flows in the last {period}:"), message
 
-    # WHEN a whole window passes without drops, THEN the period falls back to one minute
+    # WHEN a whole window passes without drops, THEN the next drop is logged at once again
     clock.advance(3600)
     limiter.tick()
     assert caplog.records == []
     (message,) = drop_then_wait(1)
-    assert message.startswith("limiter dropped 1 flows in the last 1 min:")
+    assert message.startswith("limiter dropped 1 flows just now:")
     assert limiter.dropped_flows == 2 + 2 * 7 + 1

@@ -37,8 +37,8 @@ def worker_main(directory, index):
         flow_metrics.write(b)
     health.dedup_dropped(3 + index)
     health.export_error("ipfix" if index == 0 else "jsonl", 2)
-    health.limiter_dropped(10 * (index + 1))
-    health.exported("jsonl", 100)
+    health.lost("worker_queue_full", 10 * (index + 1), 20 * (index + 1))
+    health.exported("jsonl", 100, 300)
 
 
 def collector_main(directory, port, ready, stop):
@@ -104,10 +104,13 @@ def test_counters_of_every_process_add_up_on_the_collectors_metrics(tmp_path):
     assert value("flowcollect_dedup_dropped_flows_total") == 7
     assert value("flowcollect_export_errors_total", output="ipfix") == 2
     assert value("flowcollect_export_errors_total", output="jsonl") == 2
-    assert value("flowcollect_limiter_dropped_flows_total", stage="worker") == 30
+    assert value("flowcollect_lost_flows_total", cause="worker_queue_full") == 30
+    assert value("flowcollect_lost_packets_total", cause="worker_queue_full") == 60
     assert value("flowcollect_exported_flows_total", output="jsonl") == 200
+    assert value("flowcollect_exported_packets_total", output="jsonl") == 600
     assert value("flowcollect_kernel_packets_total") == 1500  # totals became a counter
-    assert value("flowcollect_lost_packets_total") == 4
+    assert value("flowcollect_lost_packets_total", cause="ring_buffer_full") == 4
+    assert value("flowcollect_lost_packets_total", cause="subscriber_too_slow") == 0  # there before any loss
     assert value("flowcollect_lost_bytes_total") == 400
     assert value("flowcollect_evicted_flows_total", reason="timer") == 40
     assert value("flowcollect_evicted_flows_total", reason="map_full") == 2

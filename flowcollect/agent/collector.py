@@ -1,29 +1,33 @@
 """The collector process: everything that touches the kernel, and the workers' supervisor.
 
     informer ─► TC attach/detach (TcAttacher), interface names (InterfaceNamer)
-    map tracer ─────────────┐
-    ring-buffer tracer ─► accounter ─┴─► shard by dedup key ─► PUSH to worker i
+    map tracer ─────────────────────┐
+    ring-buffer tracer ─► accounter ─┴─► evicted ─► coalesce, shard by dedup key ─► PUSH to worker i
     status PULL ◄─ workers            publishing proxy (XSUB/XPUB) ◄─ workers' PUB
 
 Threads: the map tracer, the ring-buffer tracer, the accounter, the informer
-and the publishing proxy each run in their own; the main thread forwards
-batches to the workers, reads their status and restarts the ones that die.
-Signal handlers only set flags. On SIGTERM/SIGINT: one last swap-and-drain,
-every batch forwarded, STOP to every worker, workers waited for, our TC
-filters removed, exit 0.
+and the publishing proxy each run in their own; the main thread waits on the
+one channel both evicting stages feed, forwards what is ready as a few large
+batches, reads the workers' status and restarts the ones that die. Every
+queue is bounded in flows (queue_max_flows). Signal handlers only set flags.
+On SIGTERM/SIGINT: no more attaching, our TC filters removed, the last
+swap-and-drains, every batch forwarded (waiting for room), STOP to every
+worker, workers waited for, and the ledger (ledger.py) in the last log line;
+exit 0.
 """
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
 import zmq
 
 from flowcollect.agent import logs, sd_notify
+from flowcollect.agent.ledger import account
 from flowcollect.agent.runtime import RuntimeDir
 from flowcollect.agent.signals import SignalFlags
 from flowcollect.agent.supervisor import Supervisor, WorkerProcess
@@ -37,25 +41,29 @@ from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import new_informer
 from flowcollect.interfaces.namer import InterfaceNamer
 from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.pipeline import rows
 from flowcollect.pipeline.accounter import Accounter
 from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.deduper import Deduper
 from flowcollect.pipeline.limiter import CapacityLimiter
+from flowcollect.pipeline.log_backoff import LossLog
 from flowcollect.pipeline.map_tracer import MapTracer
 from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
 from flowcollect.pipeline.sharding import split
 from flowcollect.pipeline.sources import DrainStats
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import Rows
+from flowcollect.records.tally import Tally
 from flowcollect.settings.errors import FlowcollectError
 from flowcollect.settings.model import Settings
 from flowcollect.transport import curve, wire
-from flowcollect.transport.publish_proxy import PublishProxy
+from flowcollect.transport.publish_proxy import SUBSCRIBER_HWM, PublishProxy
 
 log = logging.getLogger("flowcollect.collector")
 RINGBUF_LOG_TIMEOUT_S = 60.0
 FORWARD_POLL_S = 0.25  # idle wake-ups cost CPU; a batch wakes the loop at once
 STOP_GRACE_S = 3.0
+STOP_FORWARD_S = 10.0  # at stop, how long a worker that takes nothing more is waited for
 WORKER_READY_TIMEOUT_S = 20.0
 COUNTERS_PERIOD_S = 1.0
 
@@ -71,10 +79,14 @@ class Collector:
         self.stop_tracing = threading.Event()
         self.names_sent: dict[int, str] = {}
         self.forward_limiter = CapacityLimiter()
-        self.evicted_flows = 0
+        self.evicted = Tally()
         self.links: list[WorkerLink] = []
         self.proxy: PublishProxy | None = None
+        self.final_counters: Mapping[str, int] = {}
         self._counters_read = 0.0
+        self._kernel_losses = LossLog(log, "lost in the kernel: the flow map and the ring buffer were both full "
+                                           "(a larger cache_max_flows or ringbuf_size keeps them)")
+        self._kernel_lost_seen = 0
 
     def install_signal_handlers(self) -> None:
         self.flags.install()
@@ -98,28 +110,26 @@ class Collector:
             for close in reversed(closers):
                 close()
             ctx.term()
-        summary = self.summary()
-        log.info("stopped: %d flows evicted, %d dropped on the way to workers, %d lost with dead workers; "
-                 "our TC filters removed", summary["evicted_flows"], summary["forward_dropped_flows"],
-                 summary["worker_lost_flows"], extra=logs.fields(**summary))
+        ledger = self.summary()
+        unaccounted = ledger.get("packets_unaccounted")
+        if unaccounted:
+            log.error("the ledger does not add up: %s packets unaccounted for", unaccounted)
+        log.info("stopped: %d packets seen, %d exported, %d sampled out, %d deduplicated, %d lost%s; "
+                 "our TC filters removed", ledger["packets_seen"], ledger["packets_exported"],
+                 ledger["packets_sampled_out"], ledger["packets_deduplicated"], ledger["packets_lost"],
+                 _causes(ledger["lost_by_cause"]), extra=logs.fields(**ledger))
         return 0
 
-    def summary(self) -> dict[str, int]:
-        """What became of the flows, for the last log line (and the metrics)."""
-        links = self.links
-        return {
-            "evicted_flows": self.evicted_flows,
-            "forward_dropped_flows": self.forward_limiter.dropped_flows + sum(link.held_flows() for link in links),
-            "worker_lost_flows": sum(link.lost_flows for link in links),
-            "worker_exported_flows": sum(link.exported_flows() for link in links),
-            "subscriber_dropped_flows": self.proxy.dropped_flows if self.proxy is not None else 0,
-        }
+    def summary(self) -> dict[str, object]:
+        """The ledger of the stop line (ledger.py), from what the kernel and every process counted."""
+        return account(self.final_counters, self.evicted, self.forward_limiter.dropped, self.links,
+                       self.proxy).fields()
 
     def _run(self, config: Settings, agent_ip: str, kernel: FlowKernel, rundir: RuntimeDir,
              ctx: zmq.Context[zmq.Socket[bytes]], closers: list[Closer]) -> None:
         workers = config.worker_count
         publish = [o.target for o in config.output if o.kind == "zmq"]
-        self.links = [WorkerLink(ctx, i, rundir.shard_endpoint(i), config.buffers_length, linger_s=STOP_GRACE_S)
+        self.links = [WorkerLink(ctx, i, rundir.shard_endpoint(i), config.queue_max_flows, linger_s=STOP_GRACE_S)
                       for i in range(workers)]
         closers.append(self._close_links)
         self.status_socket = ctx.socket(zmq.PULL)
@@ -134,9 +144,8 @@ class Collector:
                                 "(set zmq_curve_secret_key_file)", endpoint)
             if secret is not None:
                 log.info("zmq outputs require CURVE; the agent's public key is %s", curve.public_key(secret))
-            proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, hwm=config.buffers_length * 4,
-                                 curve_secret_key=secret,
-                                 on_dropped=lambda flows: health.limiter_dropped(flows, stage="subscribers"))
+            proxy = PublishProxy(ctx, rundir.publish_endpoint, publish, curve_secret_key=secret,
+                                 on_dropped=lambda flows, packets: health.lost("subscriber_too_slow", flows, packets))
             proxy.start()
             closers.append(proxy.finish_and_join)
         self.proxy = proxy
@@ -149,21 +158,21 @@ class Collector:
         attacher = TcAttacher(kernel, InterfaceFilter(config.interfaces, config.exclude_interfaces), namer)
         informer = new_informer(config.listen_interfaces, attacher.handle, config.listen_poll_period)
         informer.start()
-        closers.append(informer.stop)
+        closers.append(informer.stop)  # after an error: the normal path stops it first
         log.info("tracing %s", ", ".join(sorted(attacher.attached().values())) or "no interface yet")
 
         map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
-                               on_eviction=self._evicted_from_map)
+                               capacity=config.cache_max_flows, on_eviction=self._evicted_from_map)
         ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
-        accounter = Accounter(config.cache_max_flows, config.cache_active_timeout, sampling=config.sampling)
-        map_out: Channel[FlowBatch] = Channel(config.buffers_length)
-        ring_out: Channel[Rows] = Channel(config.buffers_length)
-        acc_out: Channel[FlowBatch] = Channel(config.buffers_length)
-        self.accounter_out = acc_out
+        accounter = Accounter(config.accounter_flows, config.cache_active_timeout, sampling=config.sampling,
+                              on_eviction=lambda flows: health.flows_evicted("ring_buffer", flows))
+        # Both evicting stages feed one channel: the main thread waits on it alone, woken by either.
+        evicted: Channel[FlowBatch] = Channel(config.queue_max_flows, size=len, producers=2)
+        ring_out: Channel[Rows] = Channel(config.queue_max_flows, size=len)
         stages = [
-            threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(map_out,), name="map-tracer"),
+            threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(evicted,), name="map-tracer"),
             threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
-            threading.Thread(target=accounter.account, args=(ring_out, acc_out), name="accounter"),
+            threading.Thread(target=accounter.account, args=(ring_out, evicted), name="accounter"),
         ]
         supervisor.start()
         self._wait_for_workers(supervisor)
@@ -179,17 +188,21 @@ class Collector:
                  f"{config.cache_active_timeout:g}", ", ".join(str(o) for o in config.output))
         sd_notify.notify("READY=1")
 
-        self._forward_until_stopped([map_out, acc_out], supervisor)
-        log.info("stopping: last swap-and-drain, then every flow to the workers")
+        self._forward_until_stopped(evicted, supervisor)
+        log.info("stopping: our TC filters removed, the last swap-and-drain, then every flow to the workers")
         sd_notify.notify("STOPPING=1")
+        informer.stop()  # no interface is attached from here on...
+        kernel.detach_all()  # ...nor counted: what was counted is all in the maps and the ring buffer
         self.stop_tracing.set()
-        self._forward_until_closed([map_out, acc_out], supervisor)
+        self._forward_until_closed(evicted, supervisor)
         for link in self.links:
             link.send_control(wire.stop_message(link.publisher))
         supervisor.stop(grace_s=STOP_GRACE_S)
         self._read_status()
+        self.final_counters = kernel.counters()
+        health.kernel_counters(self.final_counters)
         if proxy is not None:
-            proxy.finish()
+            proxy.finish_and_join()  # its counts are final once it has forwarded what the workers sent
 
     def _close_links(self) -> None:
         for link in self.links:
@@ -228,7 +241,7 @@ class Collector:
             outputs=tuple(o for o in config.output if o.kind not in ("zmq", "none")),
             ipfix=IpfixOptions(config.ipfix_mtu, config.ipfix_template_refresh, config.ipfix_template_refresh_messages),
             publish_endpoint=rundir.publish_endpoint if publish else None,
-            publish_hwm=config.buffers_length,
+            publish_hwm=SUBSCRIBER_HWM,
             jsonl_lock=rundir.file("jsonl.lock"),
             flow_metrics=flow_metrics,
         )
@@ -237,7 +250,7 @@ class Collector:
             collector_pid=os.getpid(),
             shard_endpoint=rundir.shard_endpoint(index),
             status_endpoint=rundir.status_endpoint,
-            buffers_length=config.buffers_length,
+            queue_max_flows=config.queue_max_flows,
             agent_ip=self.agent_ip,
             deduper=Deduper(config.deduper, config.deduper_expiry, config.deduper_just_mark),
             export=export,
@@ -246,15 +259,18 @@ class Collector:
 
     # --- the main loop ---
 
-    def _forward_until_stopped(self, channels: list[Channel[FlowBatch]], supervisor: Supervisor) -> None:
+    def _forward_until_stopped(self, evicted: Channel[FlowBatch], supervisor: Supervisor) -> None:
         while not self.flags.stop:
             self._service(supervisor)
-            self._forward_some(channels)
+            self._forward_ready(evicted)
 
-    def _forward_until_closed(self, channels: list[Channel[FlowBatch]], supervisor: Supervisor) -> None:
-        while not all(ch.closed and not len(ch) for ch in channels):
+    def _forward_until_closed(self, evicted: Channel[FlowBatch], supervisor: Supervisor) -> None:
+        """The stop path: every batch goes out, waiting for room where a worker is busy."""
+        deadline = time.monotonic() + STOP_FORWARD_S
+        while not (evicted.closed and not len(evicted)):
             self._service(supervisor)
-            self._forward_some(channels)
+            if self._forward_ready(evicted, waiting_until=deadline):
+                deadline = time.monotonic() + STOP_FORWARD_S  # progress: wait afresh for the next
 
     def _service(self, supervisor: Supervisor) -> None:
         if self.flags.reopen:
@@ -266,34 +282,49 @@ class Collector:
         now = time.monotonic()
         if now - self._counters_read >= COUNTERS_PERIOD_S:
             self._counters_read = now
-            health.kernel_counters(self.kernel.counters())
+            counters = self.kernel.counters()
+            health.kernel_counters(counters)
+            kernel_lost = counters["ringbuf_reserve_failed"] + counters["no_flow_map"]
+            self._kernel_losses.lost(kernel_lost - self._kernel_lost_seen)
+            self._kernel_lost_seen = kernel_lost
         for link in self.links:
             if link.held and not link.down:
                 self._refresh_names(link)
                 link.release_held()
         self.forward_limiter.tick()
 
-    def _forward_some(self, channels: list[Channel[FlowBatch]]) -> None:
-        got = False
-        for ch in channels:
-            try:
-                batch = ch.get(timeout=0 if got else FORWARD_POLL_S / len(channels))
-            except (TimeoutError, Closed):
-                continue
-            got = True
-            if ch is self.accounter_out:  # ring-buffer flows: there because the map was full
-                health.flows_evicted("map_full", len(batch))
-            self._forward(batch)
+    def _forward_ready(self, evicted: Channel[FlowBatch], waiting_until: float | None = None) -> bool:
+        """Wait for evicted flows; forward them with every batch ready behind them, as few large messages.
 
-    def _forward(self, batch: FlowBatch) -> None:
-        self.evicted_flows += len(batch)
+        With waiting_until, wait for room in the workers' queues until then (the stop path). True if
+        anything was forwarded.
+        """
+        try:
+            first = evicted.get(timeout=FORWARD_POLL_S)
+        except (TimeoutError, Closed):
+            return False
+        batches = [first, *evicted.get_ready(max(0, wire.MAX_MESSAGE_FLOWS * len(self.links) - len(first)))]
+        batch = batches[0] if len(batches) == 1 else FlowBatch(rows.concatenate([b.flows for b in batches]))
+        self.evicted.add(batch.flows)
         self._announce_names(batch.flows["if_index"])
         for index, part in split(batch, len(self.links)):
             link = self.links[index]
             if not link.down:
                 self._refresh_names(link)
-            if not self.forward_limiter.offer(part, link):
-                health.limiter_dropped(len(part), stage="collector")
+            for start in range(0, len(part), wire.MAX_MESSAGE_FLOWS):
+                message = part if len(part) <= wire.MAX_MESSAGE_FLOWS else FlowBatch(
+                    part.flows[start:start + wire.MAX_MESSAGE_FLOWS])
+                self._send(link, message, waiting_until)
+        return True
+
+    def _send(self, link: WorkerLink, batch: FlowBatch, waiting_until: float | None) -> None:
+        if waiting_until is not None:
+            if link.send_waiting(batch, waiting_until):
+                return
+            self.forward_limiter.dropped.add(batch.flows)  # a worker that took nothing for STOP_FORWARD_S
+        elif self.forward_limiter.offer(batch, link):
+            return
+        health.lost("forward_queue_full", len(batch), batch.packets())
 
     def _refresh_names(self, link: WorkerLink) -> None:
         """A restarted worker gets every interface name before its first batch."""
@@ -325,10 +356,18 @@ class Collector:
         if worker.pid is not None:
             health.process_exited(worker.pid)
         lost = self.links[worker.index].instance_died()
-        health.worker_lost_flows(lost)
-        if lost:
-            log.error("worker %d died with %d flows not exported (counted as lost)", worker.index, lost)
+        health.lost("worker_died", lost.flows, lost.packets)
+        if lost.flows:
+            log.error("worker %d died with %d flows (%d packets) it had not accounted for (counted as lost)",
+                      worker.index, lost.flows, lost.packets)
 
     def _worker_restarted(self, worker: WorkerProcess) -> None:
         health.worker_restarted()
         self.links[worker.index].needs_names = bool(self.names_sent)
+
+
+def _causes(lost: object) -> str:
+    """' (cause n, ...)' of the stop line's losses, or nothing."""
+    if not isinstance(lost, dict) or not any(lost.values()):
+        return ""
+    return " (" + ", ".join(f"{cause} {n}" for cause, n in lost.items() if n) + ")"

@@ -30,11 +30,15 @@ from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.limiter import CapacityLimiter
 from flowcollect.records.batch import FlowBatch
+from flowcollect.records.tally import Tally
 from flowcollect.transport import wire
 
 log = logging.getLogger("flowcollect.worker")
 STATUS_PERIOD_S = 1.0
 POLL_MS = 500
+# Messages the intake queues beyond the one being processed: the flows wait in the
+# collector's queue (bounded in flows) rather than here.
+INTAKE_HWM = 2
 
 
 class Worker:
@@ -43,7 +47,7 @@ class Worker:
         self.index = spec.index
         self.flags = flags
         self.intake = ctx.socket(zmq.PULL)
-        self.intake.setsockopt(zmq.RCVHWM, spec.buffers_length)
+        self.intake.setsockopt(zmq.RCVHWM, INTAKE_HWM)
         self.intake.connect(spec.shard_endpoint)
         self.status = ctx.socket(zmq.PUSH)
         self.status.setsockopt(zmq.LINGER, 1000)
@@ -55,9 +59,9 @@ class Worker:
         self.decorate = Decorator(spec.agent_ip, self._name_of)
         self.limiter = CapacityLimiter()
         self.outputs = build_outputs(spec.export, ctx)
-        self.export_queue: Channel[FlowBatch] = Channel(spec.buffers_length)
+        self.export_queue: Channel[FlowBatch] = Channel(spec.queue_max_flows, size=len)
         self.exporter = threading.Thread(target=self._export_loop, name="exporter", daemon=True)
-        self.counts = wire.WorkerStatus(worker=self.index, instance=self.publisher.instance)
+        self.received, self.deduplicated, self.delivered = Tally(), Tally(), Tally()
         self._lock = threading.Lock()
         self._last_status = 0.0
 
@@ -101,19 +105,18 @@ class Worker:
             if time.monotonic() - self._last_status >= STATUS_PERIOD_S:
                 self.send_status()
 
-    def _count(self, **increments: int) -> None:
-        with self._lock:
-            self.counts = dataclasses.replace(self.counts, **{
-                name: getattr(self.counts, name) + n for name, n in increments.items()})
-
     def _take(self, batch: FlowBatch) -> None:
         kept = self.dedup(batch)
-        kept_flows = len(kept) if kept is not None else 0
-        self._count(received_flows=len(batch), dedup_dropped=len(batch) - kept_flows)
-        if kept_flows < len(batch):
-            health.dedup_dropped(len(batch) - kept_flows)
-        if kept is not None and kept_flows and not self.limiter.offer(self.decorate.process(kept), self.export_queue):
-            health.limiter_dropped(kept_flows, stage="worker")
+        with self._lock:
+            self.received.add(batch.flows)
+            self.deduplicated.add(batch.flows)
+            if kept is not None:
+                self.deduplicated.flows -= len(kept)
+                self.deduplicated.packets -= kept.packets()
+        if kept is None or len(kept) < len(batch):
+            health.dedup_dropped(len(batch) - (len(kept) if kept is not None else 0))
+        if kept is not None and len(kept) and not self.limiter.offer(self.decorate.process(kept), self.export_queue):
+            health.lost("worker_queue_full", len(kept), kept.packets())
 
     def _export_loop(self) -> None:
         # The sinks belong to this thread (a ZeroMQ socket is not thread-safe): their idle
@@ -127,13 +130,17 @@ class Worker:
             except Closed:
                 return
             self.outputs.export(batch)
-            self._count(exported_flows=len(batch))
+            with self._lock:
+                self.delivered.add(batch.flows)
             self.send_status()
 
     def send_status(self, final: bool = False) -> None:
         with self._lock:
-            status = dataclasses.replace(self.counts, limiter_dropped=self.limiter.dropped_flows, final=final,
-                                         outputs=self.outputs.counters())
+            status = wire.WorkerStatus(
+                worker=self.index, instance=self.publisher.instance, final=final,
+                received=dataclasses.replace(self.received), deduplicated=dataclasses.replace(self.deduplicated),
+                dropped=dataclasses.replace(self.limiter.dropped), delivered=dataclasses.replace(self.delivered),
+                outputs=self.outputs.counters())
             self._last_status = time.monotonic()
             with contextlib.suppress(zmq.Again):  # the next status carries the same cumulative counts
                 self.status.send_multipart(wire.status_message(self.publisher, status), flags=zmq.NOBLOCK)

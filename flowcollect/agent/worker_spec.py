@@ -19,7 +19,7 @@ class WorkerSpec:
     collector_pid: int         # the worker exits when this process is gone
     shard_endpoint: str        # PULL: FLOWS, INTERFACES and STOP from the collector
     status_endpoint: str       # PUSH: STATUS to the collector
-    buffers_length: int        # batches queued on the intake and before the export thread
+    queue_max_flows: int       # flows queued before the export thread (the worker's limiter drops beyond)
     agent_ip: str
     deduper: Deduper
     export: ExportSpec

@@ -46,8 +46,10 @@ import numpy as np
 import numpy.typing as npt
 
 from flowcollect.export.prometheus import health
+from flowcollect.pipeline.log_backoff import LossLog
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import Rows
+from flowcollect.records.tally import OutputTally
 from flowcollect.settings.addresses import host_port
 
 log = logging.getLogger(__name__)
@@ -238,11 +240,15 @@ class IpfixEncoder:
 
     def encode(self, batch: FlowBatch) -> list[bytes]:
         """The messages (bytes) for a batch, templates first when they are due."""
+        return [message for message, _ in self.encode_messages(batch)]
+
+    def encode_messages(self, batch: FlowBatch) -> list[tuple[bytes, Rows | None]]:
+        """The messages for a batch, each with the flows it carries (None: a template message)."""
         now = self.clock()
         export_time = int(now) & 0xFFFFFFFF
-        messages: list[bytes] = []
+        messages: list[tuple[bytes, Rows | None]] = []
         if self.templates_due(now):
-            messages += [self._message(export_time, [body]) for body in self._template_sets]
+            messages += [(self._message(export_time, [body]), None) for body in self._template_sets]
             self._templates_sent_at = now
             self._messages_since_templates = 0
         flows = batch.flows
@@ -254,14 +260,16 @@ class IpfixEncoder:
                     self._data_messages(template, flows[rows], export_time, messages)
         return messages
 
-    def _data_messages(self, template: Template, flows: Rows, export_time: int, messages: list[bytes]) -> None:
+    def _data_messages(self, template: Template, flows: Rows, export_time: int,
+                       messages: list[tuple[bytes, Rows | None]]) -> None:
         size = template.record_length
         per_message = (self.mtu - HEADER.size - SET_HEADER.size) // size
         data = data_records(template, flows)
         for first in range(0, len(flows), per_message):
             count = min(per_message, len(flows) - first)
             records = data[first * size:(first + count) * size]
-            messages.append(self._message(export_time, [self._set(template.id, records)]))
+            messages.append((self._message(export_time, [self._set(template.id, records)]),
+                             flows[first:first + count]))
             self.sequence = (self.sequence + count) & 0xFFFFFFFF
             self._messages_since_templates += 1
 
@@ -277,9 +285,10 @@ class IpfixSink:
         host, port = host_port(target)
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         self.encoder = encoder or IpfixEncoder(observation_domain=observation_domain)
-        self.records = 0     # flows of batches sent whole
+        self.tally = OutputTally()
         self.messages = 0    # datagrams sent
         self.errors = 0      # datagrams that could not be sent
+        self._losses = LossLog(log, f"not sent to {self.name}: the send failed")
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
         # connect(): the kernel then reports "port unreachable" from the collector as ECONNREFUSED.
         self._socket.connect(address)
@@ -291,32 +300,40 @@ class IpfixSink:
         return False
 
     def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
-        """Encode and send one batch (`lines` is not used); True when every datagram went out."""
+        """Encode and send one batch (`lines` is not used); True when every datagram went out.
+
+        The flows of a datagram that could not be sent are lost (send_failed); the others are exported.
+        """
         failed = 0
-        for message in self.encoder.encode(batch):
+        for message, flows in self.encoder.encode_messages(batch):
             try:
                 self._socket.send(message)
                 self.messages += 1
+                if flows is not None:
+                    self.tally.exported.add(flows)
+                    health.exported(self.kind, len(flows), int(flows["packets"].sum()))
             except OSError as exc:
                 failed += 1
-                if failed == 1:
+                if failed == 1 and not self.errors:
                     log.error("ipfix output %s: send failed: %s", self.target, exc.strerror or exc)
+                if flows is not None:
+                    self.tally.lose("send_failed", flows)
+                    packets = int(flows["packets"].sum())
+                    health.lost("send_failed", len(flows), packets)
+                    self._losses.lost(packets, len(flows))
         self.errors += failed
         if failed:
             health.export_error(self.kind, failed)
-            return False
-        self.records += len(batch)
-        health.exported(self.kind, len(batch))
-        return True
+        return not failed
 
     def idle(self) -> None:
-        """Nothing to keep alive between batches."""
+        self._losses.tick()
 
     def reopen(self) -> None:
         """Nothing to reopen: UDP has no file."""
 
-    def counters(self) -> dict[str, object]:
-        return {"sent_flows": self.records, "sent_messages": self.messages, "send_errors": self.errors}
+    def counters(self) -> dict[str, OutputTally]:
+        return {self.name: self.tally}
 
     def close(self) -> None:
         self._socket.close()

@@ -11,10 +11,11 @@ batch to a regular file do not interleave, but a pipe only keeps writes of up
 to 4 KiB whole: with `lock_path`, each batch is written under an exclusive
 flock of that file, so lines from different workers never mix.
 
-A write that fails (disk full, closed pipe) is counted (and in the
-flowcollect_export_errors_total metric) and its batch dropped; the agent
-keeps running. A failure can leave at most one partial line: it is ended
-with a newline before the next batch, so readers lose that line only.
+A write that fails (disk full, closed pipe) is counted (lost: write_failed,
+and in the flowcollect_export_errors_total metric), logged at once and then
+with back-off, and its batch dropped; the agent keeps running. A failure can
+leave at most one partial line: it is ended with a newline before the next
+batch, so readers lose that line only.
 """
 import fcntl
 import logging
@@ -23,8 +24,10 @@ import sys
 import threading
 
 from flowcollect.export.prometheus import health
+from flowcollect.pipeline.log_backoff import LossLog
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.json_lines import encode_lines
+from flowcollect.records.tally import OutputTally
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,10 @@ class JsonLinesSink:
     def __init__(self, target: str, lock_path: str | None = None, stdout_fd: int | None = None) -> None:
         self.target = target
         self.name = f"jsonl:{target}"
-        self.records = 0        # flows written
+        self.tally = OutputTally()
         self.errors = 0         # failed writes (their batches were dropped)
+        self._losses = LossLog(log, f"not written to {self.name}: the write failed")
+        self._last_error = ""
         self._stdout_fd = sys.stdout.fileno() if stdout_fd is None and target == STDOUT else stdout_fd
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if lock_path else None
         self._fd: int | None = None
@@ -62,7 +67,7 @@ class JsonLinesSink:
         return True  # takes the batch's encoded lines when the worker has them
 
     def idle(self) -> None:
-        """Nothing to keep alive between batches."""
+        self._losses.tick()
 
     def reopen(self) -> None:
         """Ask for the file to be reopened before the next write (safe from a signal handler)."""
@@ -84,12 +89,17 @@ class JsonLinesSink:
         except OSError as exc:
             self.errors += 1
             self._torn = True
+            self.tally.lose("write_failed", batch.flows)
             health.export_error(self.kind)
-            log.error("jsonl output %s: write failed, %d flows dropped: %s", self.target, len(batch),
-                      exc.strerror or exc)
+            health.lost("write_failed", len(batch), batch.packets())
+            error = str(exc.strerror or exc)
+            if error != self._last_error:  # a new reason: say it once
+                log.error("jsonl output %s: write failed: %s", self.target, error)
+                self._last_error = error
+            self._losses.lost(batch.packets(), len(batch))
             return False
-        self.records += len(batch)
-        health.exported(self.kind, len(batch))
+        self.tally.exported.add(batch.flows)
+        health.exported(self.kind, len(batch), batch.packets())
         return True
 
     def _write_locked(self, data: memoryview) -> None:
@@ -109,8 +119,8 @@ class JsonLinesSink:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    def counters(self) -> dict[str, object]:
-        return {"written_flows": self.records, "write_errors": self.errors}
+    def counters(self) -> dict[str, OutputTally]:
+        return {self.name: self.tally}
 
     def _close_file(self) -> None:
         if self._fd is not None and self.target != STDOUT:

@@ -15,6 +15,7 @@ from flowcollect.export.ipfix import IpfixOptions
 from flowcollect.export.sink import Sink
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.json_lines import encode_lines
+from flowcollect.records.tally import OutputTally
 from flowcollect.settings.values import OutputSpec
 
 
@@ -60,8 +61,13 @@ class Outputs:
         for sink in self.sinks:
             sink.close()
 
-    def counters(self) -> dict[str, dict[str, object]]:
-        return {sink.name: sink.counters() for sink in self.sinks}
+    def counters(self) -> dict[str, OutputTally]:
+        """Every output's tally (two sinks of one output, e.g. a file given twice, add up)."""
+        merged: dict[str, OutputTally] = {}
+        for sink in self.sinks:
+            for name, tally in sink.counters().items():
+                merged.setdefault(name, OutputTally()).add_output(tally)
+        return merged
 
 
 def build_outputs(spec: ExportSpec, ctx: zmq.Context[zmq.Socket[bytes]]) -> Outputs:

@@ -2,6 +2,7 @@
 from typing import Protocol
 
 from flowcollect.records.batch import FlowBatch
+from flowcollect.records.tally import OutputTally
 
 
 class Sink(Protocol):
@@ -28,8 +29,8 @@ class Sink(Protocol):
         """Reopen files before the next write (after SIGHUP); safe to call from a signal handler."""
         ...
 
-    def counters(self) -> dict[str, object]:
-        """Cumulative counts for the worker's status messages."""
+    def counters(self) -> dict[str, OutputTally]:
+        """What became of the flows handed to it, by output name (a sink may be several outputs: zmq topics)."""
         ...
 
     def close(self) -> None: ...

@@ -5,19 +5,28 @@ XPUB rather than a PUB so that the worker hears the subscriptions (the proxy
 passes them on): a topic nobody subscribes to is not built at all, which
 spares the JSON encoding, most of a worker's time, when only binary
 subscribers listen. Sends never block: a message the proxy cannot take now
-is dropped and counted here; its sequence number is used anyway, so
-subscribers see the gap.
+is dropped and counted here (lost: worker_socket_full); its sequence number
+is used anyway, so subscribers see the gap. Each topic is an output of its own
+in the ledger ("zmq:flows.bin", "zmq:flows.json"): a batch nobody wanted on a
+topic is lost there as no_subscriber.
 """
 import logging
 
 import zmq
 
 from flowcollect.export.prometheus import health
+from flowcollect.pipeline.log_backoff import LossLog
 from flowcollect.records.batch import FlowBatch
+from flowcollect.records.tally import OutputTally
 from flowcollect.transport import wire
 
 TOPIC_NAMES = {wire.TOPIC_BINARY: "binary", wire.TOPIC_JSON: "json"}
 log = logging.getLogger(__name__)
+
+
+def topic_output(topic: bytes) -> str:
+    """The output a topic is in the ledger: zmq:flows.bin, zmq:flows.json."""
+    return f"zmq:{topic.decode()}"
 
 
 class ZmqPublisher:
@@ -33,9 +42,8 @@ class ZmqPublisher:
         self.socket.connect(endpoint)
         self.publisher = wire.Publisher(publisher_id)
         self._subscriptions: dict[bytes, int] = {}  # topic prefix -> how many times subscribed
-        # flows per topic: {"binary": n, "json": n}
-        self.published_flows = dict.fromkeys(wire.TOPICS, 0)
-        self.dropped_flows = dict.fromkeys(wire.TOPICS, 0)
+        self.topics = {topic: OutputTally() for topic in TOPIC_NAMES}
+        self._losses = LossLog(log, "not published: the publishing proxy took no more (worker_socket_full)")
 
     def _follow_subscriptions(self) -> None:
         while True:
@@ -60,33 +68,38 @@ class ZmqPublisher:
 
     def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
         """Send the batch on the binary topic and its JSON lines on the JSON topic, where subscribed."""
-        messages = []
-        if self.wants(wire.TOPIC_BINARY):
-            messages.append((wire.TOPIC_BINARY, wire.flows_message(self.publisher, batch, topic=wire.TOPIC_BINARY)))
-        if lines is not None and self.wants(wire.TOPIC_JSON):
-            messages.append((wire.TOPIC_JSON, wire.json_message(self.publisher, lines, len(batch))))
         sent = True
-        for topic, frames in messages:
-            name = TOPIC_NAMES[topic]
+        for topic, name in TOPIC_NAMES.items():
+            tally = self.topics[topic]
+            if not self.wants(topic) or (topic == wire.TOPIC_JSON and lines is None):
+                tally.lose("no_subscriber", batch.flows)
+                continue
+            if topic == wire.TOPIC_BINARY:
+                frames = wire.flows_message(self.publisher, batch, topic=wire.TOPIC_BINARY)
+            else:
+                assert lines is not None
+                frames = wire.json_message(self.publisher, lines, len(batch), batch.packets())
             try:
                 self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                self.published_flows[name] += len(batch)
-                health.exported(f"zmq_{name}", len(batch))
+                tally.exported.add(batch.flows)
+                health.exported(f"zmq_{name}", len(batch), batch.packets())
             except zmq.Again:
                 sent = False
-                self.dropped_flows[name] += len(batch)
-                health.limiter_dropped(len(batch), stage=f"zmq_{name}")
+                tally.lose("worker_socket_full", batch.flows)
+                health.lost("worker_socket_full", len(batch), batch.packets())
+                self._losses.lost(batch.packets(), len(batch))
         return sent
 
     def idle(self) -> None:
         """Hear subscribers come and go while no flows do (a topic is built only when wanted)."""
         self._follow_subscriptions()
+        self._losses.tick()
 
     def reopen(self) -> None:
         """Nothing to reopen: the socket stays connected."""
 
-    def counters(self) -> dict[str, object]:
-        return {"published_flows": dict(self.published_flows), "dropped_flows": dict(self.dropped_flows)}
+    def counters(self) -> dict[str, OutputTally]:
+        return {topic_output(topic): tally for topic, tally in self.topics.items()}
 
     def close(self) -> None:
         self.socket.close()

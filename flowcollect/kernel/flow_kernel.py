@@ -93,6 +93,14 @@ class FlowKernel:
         """Remove our filters from ifindex; foreign qdiscs and filters stay."""
         check(lib.fc_agent_detach(self._agent, ifindex))
 
+    def detach_all(self) -> None:
+        """Remove every filter of ours: from here on nothing is counted (the last drains follow)."""
+        lib.fc_agent_detach_all(self._agent)
+
+    def flows_inserted(self) -> int:
+        """New flows the programs have inserted into the flow maps since load (no syscall: cheap to poll)."""
+        return int(lib.fc_agent_flows_inserted(self._agent))
+
     def swap_and_drain(self, out: np.ndarray | None = None) -> tuple[np.ndarray, DrainStats]:
         """Swap the flow maps and drain the retired one.
 

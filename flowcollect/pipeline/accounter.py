@@ -11,6 +11,7 @@ Records arrive in batches, so each batch is aggregated in a few numpy passes
 per "segment": the rows up to the one whose new key finds the table full.
 """
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,12 +30,12 @@ class Accounter:
     evict_timeout: seconds. clock: wall-clock epoch ns; mono_clock: monotonic ns
     (the pair that converts kernel times at eviction). period_clock: monotonic
     seconds, what the eviction period runs on. sampling: the kernel's 1-in-N
-    rate, carried into every evicted row.
+    rate, carried into every evicted row. on_eviction(flows): told of each eviction.
     """
 
     def __init__(self, max_entries: int, evict_timeout: float, clock: Clock = time.time_ns,
                  mono_clock: Clock = time.monotonic_ns, *, sampling: int = 0,
-                 period_clock: PeriodClock = time.monotonic) -> None:
+                 period_clock: PeriodClock = time.monotonic, on_eviction: Callable[[int], None] | None = None) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self._max_entries = max_entries
@@ -42,6 +43,7 @@ class Accounter:
         self._clock = clock
         self._mono_clock = mono_clock
         self._period_clock = period_clock
+        self._on_eviction = on_eviction or (lambda flows: None)
         self._sampling = sampling
         self._flows = FlowTable(FULL_KEY.width, FLOW_RECORD)
 
@@ -77,6 +79,7 @@ class Accounter:
         timebase = Timebase.read(self._clock, self._mono_clock)
         flows = evicted(self._flows.values, timebase, self._sampling)
         self._flows.clear()
+        self._on_eviction(len(flows))
         return FlowBatch(flows=flows)
 
     def account(self, in_ch: Channel[Rows], out_ch: Channel[FlowBatch]) -> None:

@@ -2,65 +2,69 @@
 
 Upstream of the limiter sit the kernel drains, which must never wait: a
 stalled map tracer lets the kernel map fill up. So when the downstream queue
-is full the batch is dropped, its flows are counted, and the count is logged
-with a back-off (flowcollect/pipeline/log_backoff.py), from one minute to one
-hour, naming the knobs to change.
+is full the batch is dropped, its flows and packets are counted, and the
+drop is logged at once, then once per window (flowcollect/pipeline/log_backoff.py,
+from one minute to one hour) while drops go on, naming the knobs to change.
 """
 import logging
 import time
-from collections.abc import Callable, Sized
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import Protocol
 
 from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.log_backoff import LogBackoff
+from flowcollect.records.batch import FlowBatch
+from flowcollect.records.tally import Tally
 
 log = logging.getLogger(__name__)
 
 # How often the channel loop looks at the log window when nothing arrives.
 _IDLE_TICK_S = 1.0
-B = TypeVar("B", bound=Sized)
-B_contra = TypeVar("B_contra", bound=Sized, contravariant=True)
 
 
-class Room(Protocol[B_contra]):
+class Room(Protocol):
     """A bounded downstream: a Channel, or the collector's link to a worker."""
 
-    def try_put(self, item: B_contra) -> bool: ...
+    def try_put(self, item: FlowBatch) -> bool: ...
 
 
 class CapacityLimiter:
     """Forwards batches to a bounded output while it has room; drops and counts the rest.
 
-    dropped_flows: flows dropped since start (never reset: a counter for metrics).
+    dropped: flows and packets dropped since start (never reset: a counter for metrics).
     mono_clock: monotonic nanoseconds (injected by tests).
     """
 
     def __init__(self, *, mono_clock: Callable[[], int] = time.monotonic_ns, logger: logging.Logger = log) -> None:
         self._mono_clock = mono_clock
         self._log = logger
-        self.dropped_flows = 0
-        self._backoff = LogBackoff(mono_clock())
+        self.dropped = Tally()
+        self._backoff = LogBackoff(mono_clock(), at_once=True)
 
-    def offer(self, batch: B, out: Room[B]) -> bool:
+    @property
+    def dropped_flows(self) -> int:
+        return self.dropped.flows
+
+    def offer(self, batch: FlowBatch, out: Room) -> bool:
         """Pass batch to `out` if it has room now; True if passed on."""
         passed = out.try_put(batch)
         if not passed:
-            self.dropped_flows += len(batch)
+            self.dropped.add(batch.flows)
             self._backoff.add(len(batch))
         self.tick()
         return passed
 
     def tick(self) -> None:
-        """Log the drops of the window if it is over."""
+        """Log the drops that are due: the first at once, then the window's, once it is over."""
         report = self._backoff.due(self._mono_clock())
-        if report is not None and report.period_s is not None:
+        if report is not None:
+            when = "just now" if report.period_s is None else f"in the last {_duration(report.period_s)}"
             self._log.warning(
-                "limiter dropped %d flows in the last %s: the stages after the limiter cannot keep up. "
-                "Give them more room (longer queue lengths, more --workers) or send fewer, larger "
-                "evictions (a longer cache_active_timeout)",
-                report.count, _duration(report.period_s))
+                "limiter dropped %d flows %s: the stages after the limiter cannot keep up. "
+                "Give them more room (a larger queue_max_flows, more --workers) or send fewer, larger "
+                "evictions (a longer cache_active_timeout)", report.count, when)
 
-    def limit(self, in_ch: Channel[B], out_ch: Channel[B]) -> None:
+    def limit(self, in_ch: Channel[FlowBatch], out_ch: Channel[FlowBatch]) -> None:
         """The channel stage: runs until in_ch closes, then closes out_ch."""
         try:
             while True:

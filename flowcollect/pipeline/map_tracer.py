@@ -1,11 +1,14 @@
-"""Map tracer: evicts the kernel's flow map every eviction_timeout, or at once on flush().
+"""Map tracer: evicts the kernel's flow map every eviction_timeout, at once on flush(), and early when it fills.
 
 Each eviction swaps the kernel's flow maps and drains the retired one (the
 fetcher: FlowKernel.swap_and_drain, which also folds the per-CPU values),
 then converts the monotonic first/last-seen times to wall-clock time with one
 (wall, monotonic) pair read just before the swap. A flush() that arrives while
 an eviction runs is not lost, as it is in the seed: it runs another eviction
-right after. On stop, one last eviction runs and the output is closed.
+right after. With the map's capacity given, it also swaps as soon as the
+active map nears full (fill_watch.py), so a flood of new flows is drained
+in time instead of spilling into the ring buffer. On stop, two last
+evictions run and the output is closed.
 """
 import logging
 import threading
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from flowcollect.pipeline.channel import Channel
+from flowcollect.pipeline.fill_watch import FillWatch
 from flowcollect.pipeline.sources import DrainStats, MapFetcher
 from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
 from flowcollect.records.batch import FlowBatch
@@ -25,7 +29,8 @@ STOP_POLL_S = 0.25
 
 
 EvictionListener = Callable[[str, int, DrainStats], None]
-"""on_eviction(reason, flows, stats): reason is "timer", "map_full" (a flush) or "shutdown"."""
+"""on_eviction(reason, flows, stats): reason is "timer", "map_full" (a flush), "map_filling" (swapped
+before the map filled) or "shutdown"."""
 
 
 class MapTracer:
@@ -34,12 +39,13 @@ class MapTracer:
     eviction_timeout: seconds. sampling: the kernel's 1-in-N rate, carried into
     every row. clock: wall-clock epoch ns; mono_clock: monotonic ns, the clock
     of bpf_ktime_get_ns(). These two date the flows; the period runs on
-    period_clock (monotonic seconds).
+    period_clock (monotonic seconds). capacity: flows one kernel map holds, to
+    swap early when the active one nears full (None: only by time and flush).
     """
 
     def __init__(self, fetcher: MapFetcher, eviction_timeout: float, *, sampling: int = 0, clock: Clock = time.time_ns,
                  mono_clock: Clock = time.monotonic_ns, period_clock: PeriodClock = time.monotonic,
-                 on_eviction: EvictionListener | None = None) -> None:
+                 capacity: int | None = None, on_eviction: EvictionListener | None = None) -> None:
         self._fetcher = fetcher
         self._eviction_timeout = eviction_timeout
         self._sampling = sampling
@@ -47,6 +53,8 @@ class MapTracer:
         self._mono_clock = mono_clock
         self._period_clock = period_clock
         self._flush_requested = threading.Event()
+        self._fill = None if capacity is None else FillWatch(fetcher.flows_inserted, capacity, period_clock,
+                                                             idle_check_s=STOP_POLL_S)
         self._on_eviction = on_eviction or (lambda reason, flows, stats: None)
 
     def flush(self) -> None:
@@ -55,6 +63,8 @@ class MapTracer:
 
     def evict(self, reason: str = "timer") -> FlowBatch | None:
         """Swap and drain the kernel map: a FlowBatch of FLOW_EXPORT rows, or None if it was empty."""
+        if self._fill is not None:
+            self._fill.swapping()
         timebase = Timebase.read(self._clock, self._mono_clock)
         drained, stats = self._fetcher.swap_and_drain()
         log.debug("evicted %d flows from the kernel map (%s)", len(drained), stats)
@@ -71,17 +81,23 @@ class MapTracer:
             try:
                 next_eviction = self._period_clock() + self._eviction_timeout
                 while not stop_event.is_set():
-                    wait = min(next_eviction - self._period_clock(), STOP_POLL_S)
+                    check = STOP_POLL_S if self._fill is None else self._fill.next_check()
+                    wait = min(next_eviction - self._period_clock(), check)
                     flushing = self._flush_requested.wait(max(wait, 0))
                     if stop_event.is_set():
                         break
                     now = self._period_clock()
-                    if flushing or now >= next_eviction:
+                    filling = self._fill is not None and self._fill.full()
+                    if flushing or filling or now >= next_eviction:
                         # Cleared before the eviction, so that a flush() asked
                         # while it runs finds the event set and runs another.
                         self._flush_requested.clear()
                         next_eviction = now + self._eviction_timeout
-                        self._send(out_ch, "map_full" if flushing else "timer")
+                        self._send(out_ch, "map_full" if flushing else "map_filling" if filling else "timer")
+                # Two last evictions: the first swap waits for every program still running
+                # (the agent detached them before stopping us), the second drains what those
+                # wrote into the map the first swap put in. Nothing written before stop is left.
+                self._send(out_ch, "shutdown")
                 self._send(out_ch, "shutdown")
             finally:
                 out_ch.close()

@@ -25,6 +25,10 @@ class MapFetcher(Protocol):
         """FLOW_RECORD rows, per-CPU values folded (a buffer reused by the next call), and what it cost."""
         ...
 
+    def flows_inserted(self) -> int:
+        """New flows inserted into the maps since they were made (cheap: polled during floods)."""
+        ...
+
 
 class RingReader(Protocol):
     """Reads the one-packet records of the kernel's ring buffer."""

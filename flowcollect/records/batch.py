@@ -26,3 +26,7 @@ class FlowBatch:
 
     def __len__(self) -> int:
         return len(self.flows)
+
+    def packets(self) -> int:
+        """The packets of every flow of the batch."""
+        return int(self.flows["packets"].sum())

@@ -19,6 +19,7 @@ from flowcollect.settings.units import format_duration, format_size
 
 ENV_PREFIX = "FLOWCOLLECT_"
 MAX_FLOWS_LIMIT = 1 << 24
+ACCOUNTER_DEFAULT_FLOWS = 200_000  # ~40 MiB of aggregated flows (flowcollect/pipeline/flow_table.py)
 T = TypeVar("T")
 
 
@@ -74,9 +75,13 @@ class Settings:
     direction: str = _setting("both", v.choice("both", "ingress", "egress"), "which TC hooks count packets")
     cache_max_flows: int = _setting(
         5000, v.integer(1, MAX_FLOWS_LIMIT),
-        "flows the kernel map holds between evictions, and the ring-buffer accounter's maximum")
+        "flows each of the two kernel maps holds; the active one is swapped out before it fills")
     cache_active_timeout: float = _setting(
         5.0, v.duration, "eviction period of the kernel map (e.g. 200ms, 5s, 1m)", format_duration)
+    accounter_max_flows: int | None = _setting(
+        None, v.optional(v.integer(1, MAX_FLOWS_LIMIT)),
+        f"flows the ring-buffer accounter aggregates before it evicts them all, at least cache_max_flows "
+        f"(default: the larger of {ACCOUNTER_DEFAULT_FLOWS:,} and cache_max_flows)", _derived(str))
     ringbuf_size: int = _setting(
         1 << 22, v.ringbuf_bytes, "kernel ring buffer for flows that do not fit the map (power of two, e.g. 4MiB)",
         format_size)
@@ -92,8 +97,10 @@ class Settings:
     workers: int | None = _setting(
         None, v.optional(v.integer(1, 256)),
         "worker processes for dedup, decoration and export (default: CPU count - 1, at least 1)", _derived(str))
-    buffers_length: int = _setting(
-        50, v.integer(1, 1 << 20), "batches queued towards each worker and each exporter before the limiter drops")
+    queue_max_flows: int = _setting(
+        500_000, v.integer(1024, MAX_FLOWS_LIMIT),
+        "flows queued at each hand-off (kernel drains to the collector, the collector to each worker, "
+        "a worker to its outputs) before the newest are dropped and counted")
     output: tuple[v.OutputSpec, ...] = _setting(
         (v.OutputSpec("jsonl", "-"), v.OutputSpec("zmq", DEFAULT_PUBLIC_ENDPOINT)), v.output_list,
         f"where flows go, repeatable: {v.OUTPUT_ACCEPTED}", _list_show, repeatable=True)
@@ -123,10 +130,22 @@ class Settings:
         "any", v.choice("any", "ipv4", "ipv6"), "address family of the resolved agent IP")
     log_level: str = _setting("info", v.choice("debug", "info", "warning", "error"), "log verbosity")
 
+    def __post_init__(self) -> None:
+        # Checks between settings; each value was checked by its own parser already.
+        if self.accounter_max_flows is not None and self.accounter_max_flows < self.cache_max_flows:
+            raise ConfigError(
+                f"accounter_max_flows {self.accounter_max_flows} is below cache_max_flows {self.cache_max_flows}: "
+                "the accounter holds the new flows a full map sends it; make it at least as large")
+
     @property
     def deduper_expiry(self) -> float:
         """firstCome expiry: the explicit one, or twice the active timeout (the seed's default)."""
         return self.deduper_fc_expiry or 2 * self.cache_active_timeout
+
+    @property
+    def accounter_flows(self) -> int:
+        """The accounter's capacity: the explicit one, or room for a whole map and more."""
+        return self.accounter_max_flows or max(ACCOUNTER_DEFAULT_FLOWS, self.cache_max_flows)
 
     @property
     def worker_count(self) -> int:

@@ -68,7 +68,9 @@ def choice(*options: str) -> Callable[[object], str]:
     return parse
 
 
-duration = _checked(parse_duration, "a duration above zero, such as 200ms, 5s or 1m", lambda seconds: seconds > 0)
+# Below a millisecond an eviction period or an expiry means polling the kernel continuously.
+duration = _checked(parse_duration, "a duration of at least 1ms, such as 200ms, 5s or 1m",
+                    lambda seconds: seconds >= 1e-3)
 ringbuf_bytes = _checked(parse_size, "a power of two of at least 4KiB, such as 4MiB",
                          lambda nbytes: nbytes >= 4096 and not nbytes & (nbytes - 1))
 

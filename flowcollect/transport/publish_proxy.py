@@ -4,41 +4,52 @@ Workers publish to the proxy's internal XSUB; subscribers connect to its
 XPUB. The XPUB side never blocks: a message that a subscriber's queue cannot
 take (it is slow or stuck) is dropped, counted and logged with back-off, so a
 slow subscriber can cost subscribers messages (they see the gap in the
-sequence numbers) but never stalls the workers or the collector, and queued
-memory stays bounded by the high-water mark.
+sequence numbers) but never stalls the workers or the collector. Messages
+carry at most wire.MAX_MESSAGE_FLOWS flows, so the high-water mark bounds a
+never-reading subscriber's queue in bytes: SUBSCRIBER_QUEUE_BYTES.
 """
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import zmq
 
-from flowcollect.pipeline.log_backoff import LogBackoff
+from flowcollect.pipeline.log_backoff import LossLog
+from flowcollect.records.tally import Tally
 from flowcollect.transport import wire
 from flowcollect.transport.endpoints import restrict_socket, secure_ipc_endpoint
 
 log = logging.getLogger(__name__)
 
+SUBSCRIBER_QUEUE_BYTES = 64 << 20
+# The largest message: a JSON one (up to ~500 bytes a flow) of MAX_MESSAGE_FLOWS flows.
+_LARGEST_MESSAGE_BYTES = wire.MAX_MESSAGE_FLOWS * 512
+SUBSCRIBER_HWM = max(1, SUBSCRIBER_QUEUE_BYTES // _LARGEST_MESSAGE_BYTES)
+
 
 class PublishProxy(threading.Thread):
-    """on_dropped(flows) hears about every message a subscriber could not take (the agent counts it)."""
+    """on_dropped(flows, packets) hears about every message a subscriber could not take (the agent counts it).
+
+    forwarded and dropped: by topic, what reached the subscribers and what did not.
+    """
 
     def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], internal_endpoint: str, public_endpoints: Sequence[str],
-                 hwm: int = 1000, curve_secret_key: bytes | None = None,
-                 on_dropped: Callable[[int], None] | None = None) -> None:
+                 hwm: int = SUBSCRIBER_HWM, curve_secret_key: bytes | None = None,
+                 on_dropped: Callable[[int, int], None] | None = None) -> None:
         super().__init__(name="publish-proxy", daemon=True)
         self._ctx = ctx
         self._internal = internal_endpoint
         self._public = list(public_endpoints)
         self._hwm = hwm
         self._curve_secret_key = curve_secret_key
-        self._on_dropped = on_dropped or (lambda flows: None)
+        self._on_dropped = on_dropped or (lambda flows, packets: None)
         self._finish = threading.Event()
         self._ready = threading.Event()
         self.error: Exception | None = None
-        self.dropped_flows = 0
-        self._backoff = LogBackoff(time.monotonic_ns(), at_once=True)
+        self.forwarded: dict[bytes, Tally] = {}
+        self.dropped: dict[bytes, Tally] = {}
+        self._losses = LossLog(log, "not delivered to subscribers: a subscriber is too slow "
+                                    "(subscribers see the gap in the sequence numbers)")
 
     def start(self) -> None:
         super().start()
@@ -94,23 +105,22 @@ class PublishProxy(threading.Thread):
                 self._forward(xsub.recv_multipart(copy=False), xpub)
             elif self._finish.is_set() and not events:
                 return
-            self._report(time.monotonic_ns())
+            self._losses.tick()
 
     def _forward(self, frames: list[zmq.Frame], xpub: zmq.Socket[bytes]) -> None:
         try:
+            header = wire.unpack_header(frames[1].bytes)
+            topic = frames[0].bytes
+        except (wire.WireError, IndexError):
+            return  # not ours: nothing to forward
+        try:
             xpub.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            self.forwarded.setdefault(topic, Tally()).add_tally(Tally(header.count, header.packets))
         except zmq.Again:
-            try:
-                count = wire.unpack_header(frames[1].bytes).count
-            except (wire.WireError, IndexError):
-                count = 0
-            self.dropped_flows += count
-            self._backoff.add(count)
-            self._on_dropped(count)
+            self.dropped.setdefault(topic, Tally()).add_tally(Tally(header.count, header.packets))
+            self._losses.lost(header.packets, header.count)
+            self._on_dropped(header.count, header.packets)
 
-    def _report(self, now_ns: int) -> None:
-        report = self._backoff.due(now_ns)
-        if report is not None:
-            when = "just now" if report.period_s is None else f"in the last {report.period_s:.0f} s"
-            log.warning("a subscriber is too slow: %d flows not delivered to subscribers %s (%d in all); "
-                        "subscribers see the gap in the sequence numbers", report.count, when, self.dropped_flows)
+    @property
+    def dropped_flows(self) -> int:
+        return sum(tally.flows for tally in self.dropped.values())

@@ -4,9 +4,9 @@ A message is a multipart ZeroMQ message. Public messages (the subscriber
 endpoint) start with a topic frame; every message then has one 32-byte
 header frame, then its body frames:
 
-    header  <4s B B H I I Q I H H>  little-endian, 32 bytes
+    header  <4s B B H I I Q Q I H H>  little-endian, 40 bytes
             magic b"FCW\\0", version, kind, flags, publisher, instance,
-            sequence, count, row_size, reserved
+            sequence, packets, count, row_size, reserved
 
     kind    FLOWS       body: [meta JSON, rows]   rows = count x row_size bytes,
                                                   numpy dtype layout.FLOW_EXPORT
@@ -17,13 +17,15 @@ header frame, then its body frames:
 
 `publisher` numbers the sender (0 = collector, 1..N = workers); `instance` is
 random per process start, so a restart is told apart from a gap; `sequence`
-counts the messages of one publisher instance on one topic from 1.
+counts the messages of one publisher instance on one topic from 1. `count`
+is the flows a FLOWS or FLOWS_JSON message carries and `packets` their
+packets, so that whoever drops a message can count what was lost without
+decoding it. Version 2 added `packets`; a version 1 message is refused.
 """
 import os
 import struct
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -31,11 +33,12 @@ import zmq
 
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import FLOW_EXPORT
+from flowcollect.records.tally import OutputTally, Tally
 
 MAGIC = b"FCW\0"
-VERSION = 1
-HEADER = struct.Struct("<4sBBHIIQIHH")
-assert HEADER.size == 32
+VERSION = 2
+HEADER = struct.Struct("<4sBBHIIQQIHH")
+assert HEADER.size == 40
 
 FLOWS, FLOWS_JSON, INTERFACES, STATUS, STOP = 1, 2, 3, 4, 5
 KIND_NAMES = {FLOWS: "flows", FLOWS_JSON: "flows-json", INTERFACES: "interfaces", STATUS: "status", STOP: "stop"}
@@ -43,6 +46,10 @@ KIND_NAMES = {FLOWS: "flows", FLOWS_JSON: "flows-json", INTERFACES: "interfaces"
 TOPIC_BINARY = b"flows.bin"
 TOPIC_JSON = b"flows.json"
 TOPICS = {"binary": TOPIC_BINARY, "json": TOPIC_JSON}
+
+# The most flows one FLOWS or FLOWS_JSON message carries: larger batches go as several messages,
+# so that a queue bounded in messages is bounded in bytes too (2 MiB of rows, ~8 MiB of JSON).
+MAX_MESSAGE_FLOWS = 16384
 
 Buffer = bytes | memoryview | zmq.Frame
 """One frame of a message, as built (bytes, a view of a batch's rows) or as received (zmq.Frame)."""
@@ -61,10 +68,11 @@ class Header:
     count: int = 0
     row_size: int = 0
     flags: int = 0
+    packets: int = 0
 
     def pack(self) -> bytes:
         return HEADER.pack(MAGIC, VERSION, self.kind, self.flags, self.publisher, self.instance,
-                           self.sequence, self.count, self.row_size, 0)
+                           self.sequence, self.packets, self.count, self.row_size, 0)
 
 
 def frame_bytes(frame: Buffer) -> bytes:
@@ -83,14 +91,14 @@ def unpack_header(frame: Buffer) -> Header:
     frame = frame_bytes(frame)
     if len(frame) != HEADER.size:
         raise WireError(f"header of {len(frame)} bytes, expected {HEADER.size}")
-    magic, version, kind, flags, publisher, instance, sequence, count, row_size, _ = HEADER.unpack(frame)
+    magic, version, kind, flags, publisher, instance, sequence, packets, count, row_size, _ = HEADER.unpack(frame)
     if magic != MAGIC:
         raise WireError("not a flowcollect message (bad magic)")
     if version != VERSION:
         raise WireError(f"wire version {version}; this flowcollect reads version {VERSION}")
     if kind not in KIND_NAMES:
         raise WireError(f"unknown message kind {kind}")
-    return Header(kind, publisher, instance, sequence, count, row_size, flags)
+    return Header(kind, publisher, instance, sequence, count, row_size, flags, packets)
 
 
 def new_instance() -> int:
@@ -105,10 +113,11 @@ class Publisher:
         self.instance = new_instance()
         self._sequences: dict[object, int] = {}
 
-    def header(self, kind: int, count: int = 0, row_size: int = 0, stream: bytes | None = None) -> bytes:
+    def header(self, kind: int, count: int = 0, row_size: int = 0, stream: bytes | None = None,
+               packets: int = 0) -> bytes:
         key: object = stream if stream is not None else kind
         self._sequences[key] = seq = self._sequences.get(key, 0) + 1
-        return Header(kind, self.publisher, self.instance, seq, count, row_size).pack()
+        return Header(kind, self.publisher, self.instance, seq, count, row_size, packets=packets).pack()
 
 
 # --- message builders and readers, one pair per kind ---
@@ -121,7 +130,8 @@ def _meta(batch: FlowBatch) -> bytes:
 def flows_message(publisher: Publisher, batch: FlowBatch, topic: bytes | None = None) -> list[Buffer]:
     """Frames of a FLOWS message; the rows frame is the batch's own memory (no copy)."""
     flows = np.ascontiguousarray(batch.flows)
-    frames: list[Buffer] = [publisher.header(FLOWS, len(flows), FLOW_EXPORT.itemsize, stream=topic),
+    frames: list[Buffer] = [publisher.header(FLOWS, len(flows), FLOW_EXPORT.itemsize, stream=topic,
+                                             packets=batch.packets()),
                             _meta(batch), flows.view(np.uint8).data]
     return [topic, *frames] if topic else frames
 
@@ -139,8 +149,8 @@ def read_flows(header: Header, body: Sequence[Buffer]) -> FlowBatch:
     return FlowBatch(rows.copy(), names, meta.get("agent_ip", ""))
 
 
-def json_message(publisher: Publisher, lines: Buffer, count: int) -> list[Buffer]:
-    return [TOPIC_JSON, publisher.header(FLOWS_JSON, count, stream=TOPIC_JSON), lines]
+def json_message(publisher: Publisher, lines: Buffer, count: int, packets: int = 0) -> list[Buffer]:
+    return [TOPIC_JSON, publisher.header(FLOWS_JSON, count, stream=TOPIC_JSON, packets=packets), lines]
 
 
 def interfaces_message(publisher: Publisher, names: dict[int, str]) -> list[Buffer]:
@@ -153,28 +163,52 @@ def read_interfaces(body: Sequence[Buffer]) -> dict[int, str]:
 
 @dataclass(frozen=True)
 class WorkerStatus:
-    """A STATUS body: what one worker instance did with the flows it was sent, cumulative since it started."""
+    """A STATUS body: what one worker instance did with what it was sent, cumulative since it started.
+
+    received = deduplicated + dropped + delivered (+ what is still in the
+    worker); every output then accounts for what it was delivered.
+    """
 
     worker: int
     instance: int
-    received_flows: int = 0
-    dedup_dropped: int = 0
-    exported_flows: int = 0
-    limiter_dropped: int = 0
+    received: Tally = field(default_factory=Tally)
+    deduplicated: Tally = field(default_factory=Tally)  # duplicates dropped by the deduper: by design
+    dropped: Tally = field(default_factory=Tally)       # the export queue was full (the worker's limiter)
+    delivered: Tally = field(default_factory=Tally)     # handed to the outputs
     final: bool = False  # the last status of an instance that is exiting
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Sink.counters() by sink name
+    outputs: dict[str, OutputTally] = field(default_factory=dict)  # by output name (Sink.counters())
 
-    def accounted(self) -> int:
-        """Flows of which the worker can say what became of them: exported, or dropped and counted."""
-        return self.exported_flows + self.dedup_dropped + self.limiter_dropped
+    def accounted(self) -> Tally:
+        """What the worker can say became of: delivered, or dropped and counted."""
+        total = Tally()
+        for tally in (self.delivered, self.deduplicated, self.dropped):
+            total.add_tally(tally)
+        return total
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "worker": self.worker, "instance": self.instance, "final": self.final,
+            **{name: getattr(self, name).to_json() for name in _STATUS_TALLIES},
+            "outputs": {name: output.to_json() for name, output in self.outputs.items()},
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "WorkerStatus":
+        raw = orjson.loads(data)
+        return cls(worker=raw["worker"], instance=raw["instance"], final=raw["final"],
+                   **{name: Tally.from_json(raw[name]) for name in _STATUS_TALLIES},
+                   outputs={name: OutputTally.from_json(o) for name, o in raw["outputs"].items()})
+
+
+_STATUS_TALLIES = ("received", "deduplicated", "dropped", "delivered")
 
 
 def status_message(publisher: Publisher, status: WorkerStatus) -> list[Buffer]:
-    return [publisher.header(STATUS), orjson.dumps(asdict(status))]
+    return [publisher.header(STATUS), status.to_json()]
 
 
 def read_status(body: Sequence[Buffer]) -> WorkerStatus:
-    return WorkerStatus(**orjson.loads(frame_bytes(body[0])))
+    return WorkerStatus.from_json(frame_bytes(body[0]))
 
 
 def stop_message(publisher: Publisher) -> list[Buffer]:

@@ -29,6 +29,7 @@ import prometheus_client
 from flowcollect.export.prometheus import health
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import DIRECTION_NAMES, Rows
+from flowcollect.records.tally import OutputTally
 from flowcollect.settings.model import check
 from flowcollect.settings.values import FLOW_ATTRIBUTES
 
@@ -78,13 +79,14 @@ class FlowMetrics:
         self.packets = prometheus_client.Counter("flowcollect_flow_packets_total", "Packets of flows", self.attributes,
                                                  registry=registry)
         self._series: set[tuple[str, ...]] = set()  # label sets counted in this process
-        self.counted_flows = 0
+        self.tally = OutputTally()  # every flow handed over is counted: in its series or in the overflow one
         self.capped_flows = 0
 
     def wants_json(self) -> bool:
         return False
 
     def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
+        self.tally.exported.add(batch.flows)
         flows = batch.flows[batch.flows["duplicate"] == 0]
         if not len(flows):
             return True
@@ -104,7 +106,6 @@ class FlowMetrics:
                     self._series.add(labels)
             self.bytes.labels(*labels).inc(group_bytes)
             self.packets.labels(*labels).inc(group_packets)
-        self.counted_flows += len(flows)
         if capped:
             self.capped_flows += capped
             health.flows_capped(capped)
@@ -116,8 +117,8 @@ class FlowMetrics:
     def reopen(self) -> None:
         """Nothing to reopen: the counters live in memory."""
 
-    def counters(self) -> dict[str, object]:
-        return {"counted_flows": self.counted_flows, "capped_flows": self.capped_flows}
+    def counters(self) -> dict[str, OutputTally]:
+        return {self.name: self.tally}
 
     def close(self) -> None:
         """The counters stay registered: the collector's /metrics still reports them."""

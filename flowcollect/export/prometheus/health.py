@@ -32,25 +32,25 @@ import prometheus_client
 from prometheus_client import values
 from prometheus_client.exposition import start_http_server
 
+from flowcollect.records.tally import LOSS_CAUSES
 from flowcollect.settings.addresses import host_port
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-EVICTION_REASONS = ("timer", "map_full", "shutdown")
+EVICTION_REASONS = ("timer", "map_filling", "map_full", "ring_buffer", "shutdown")
 DRAIN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # Kernel counters (records/layout.py COUNTER_NAMES) -> (metric name, help).
 KERNEL_COUNTERS = {
-    "packets_seen": ("flowcollect_kernel_packets_total", "Packets seen by the TC programs"),
-    "sampled_out": ("flowcollect_kernel_sampled_out_packets_total", "Packets skipped by sampling"),
+    "packets_seen": ("flowcollect_kernel_packets_total", "Frames seen by the TC programs (a GSO packet: its segments)"),
+    "sampled_out": ("flowcollect_kernel_sampled_out_packets_total", "Frames skipped by sampling"),
     "parse_failed": ("flowcollect_kernel_parse_failures_total", "Packets whose headers could not be parsed"),
     "map_insert_failed": ("flowcollect_kernel_map_insert_failures_total",
                           "New flows that did not fit in the flow map (sent through the ring buffer)"),
     "ringbuf_submitted": ("flowcollect_ringbuf_records_total", "One-packet flows sent through the ring buffer"),
-    "ringbuf_reserve_failed": ("flowcollect_lost_packets_total",
-                               "Packets lost: the flow map and the ring buffer were both full"),
-    "lost_bytes": ("flowcollect_lost_bytes_total", "Bytes of the lost packets"),
-    "no_flow_map": ("flowcollect_kernel_no_flow_map_packets_total", "Packets seen while no flow map was installed"),
+    "lost_bytes": ("flowcollect_lost_bytes_total", "Bytes of the packets lost in the kernel (ring_buffer_full)"),
 }
+# Kernel counters that are losses of the ledger: counted in flowcollect_lost_packets_total{cause}.
+KERNEL_LOSSES = {"ringbuf_reserve_failed": "ring_buffer_full", "no_flow_map": "no_flow_map"}
 
 
 def enable_multiprocess(directory: str | None = None) -> str:
@@ -107,13 +107,18 @@ class _Metrics:
                               multiprocess_mode="livemostrecent")
         self.dedup_dropped = counter("flowcollect_dedup_dropped_flows_total",
                                      "Flows dropped as duplicates seen on another interface")
-        self.limiter_dropped = counter("flowcollect_limiter_dropped_flows_total",
-                                       "Flows dropped because a downstream queue was full", ["stage"])
-        self.exported = counter("flowcollect_exported_flows_total", "Flows handed to an output", ["output"])
+        self.lost_packets = counter("flowcollect_lost_packets_total",
+                                    "Packets that reached no output, by cause (docs/records.md, the ledger)", ["cause"])
+        self.lost_flows = counter("flowcollect_lost_flows_total",
+                                  "Flows that reached no output, by cause (kernel losses have no flows)", ["cause"])
+        for cause in LOSS_CAUSES:  # present at 0 from the start: an alert on a rate needs the series
+            self.lost_packets.labels(cause)
+            self.lost_flows.labels(cause)
+        self.exported = counter("flowcollect_exported_flows_total", "Flows an output took", ["output"])
+        self.exported_packets = counter("flowcollect_exported_packets_total", "Packets of the flows an output took",
+                                        ["output"])
         self.export_errors = counter("flowcollect_export_errors_total", "Failed writes or sends, by output", ["output"])
         self.worker_restarts = counter("flowcollect_worker_restarts_total", "Worker processes restarted after a crash")
-        self.worker_lost = counter("flowcollect_worker_lost_flows_total",
-                                   "Flows sent to a worker that died before it exported them")
         self.capped_flows = counter(
             "flowcollect_flow_series_capped_flows_total",
             "Flows counted in the overflow series because the flow metrics reached their series cap")
@@ -140,13 +145,14 @@ def kernel_counters(totals: Mapping[str, int]) -> None:
     m = metrics()
     with m.kernel_lock:
         for name, total in totals.items():
-            counter = m.kernel.get(name)
-            if counter is None:
-                continue
             increase = int(total) - m.kernel_last.get(name, 0)
-            if increase > 0:
-                counter.inc(increase)
             m.kernel_last[name] = int(total)
+            if increase <= 0:
+                continue
+            if name in KERNEL_LOSSES:
+                m.lost_packets.labels(KERNEL_LOSSES[name]).inc(increase)
+            elif name in m.kernel:
+                m.kernel[name].inc(increase)
 
 
 def flows_evicted(reason: str, count: int) -> None:
@@ -166,22 +172,25 @@ def worker_restarted() -> None:
     metrics().worker_restarts.inc()
 
 
-def worker_lost_flows(count: int) -> None:
-    metrics().worker_lost.inc(count)
-
-
 # --- what the workers report ---
 
 def dedup_dropped(count: int) -> None:
     metrics().dedup_dropped.inc(count)
 
 
-def limiter_dropped(count: int, stage: str = "worker") -> None:
-    metrics().limiter_dropped.labels(stage).inc(count)
+def lost(cause: str, flows: int, packets: int) -> None:
+    """Flows that reached no output, for one of records/tally.py LOSS_CAUSES (any process)."""
+    if cause not in LOSS_CAUSES:
+        raise ValueError(f"loss cause {cause!r}: one of {', '.join(LOSS_CAUSES)}")
+    m = metrics()
+    m.lost_flows.labels(cause).inc(flows)
+    m.lost_packets.labels(cause).inc(packets)
 
 
-def exported(output: str, count: int) -> None:
-    metrics().exported.labels(output).inc(count)
+def exported(output: str, flows: int, packets: int) -> None:
+    m = metrics()
+    m.exported.labels(output).inc(flows)
+    m.exported_packets.labels(output).inc(packets)
 
 
 def export_error(output: str, count: int = 1) -> None:
