@@ -5,6 +5,7 @@ and stop() sends SIGTERM and returns the exit code and the seconds it took.
 Subscriber() is a ZeroMQ SUB on the agent's public endpoint (an ipc socket in
 the test's temp dir: unix sockets do not belong to a network namespace).
 """
+import calendar
 import contextlib
 import json
 import os
@@ -56,6 +57,20 @@ class Agent:
                 raise AssertionError(f"flowcollect exited ({self.process.returncode}):\n{self.log_path.read_text()}")
             time.sleep(0.05)
         raise AssertionError(f"no log line {text!r} within {timeout} s:\n{self.log_path.read_text()}")
+
+    def ledger(self):
+        """The stop line: the last log record, with the ledger of every packet (flowcollect/agent/ledger.py)."""
+        stopped = [e for e in self.logs() if e.get("message", "").startswith("stopped:")]
+        assert stopped, self.log_path.read_text()
+        return stopped[-1]
+
+    def first_log_time(self, text):
+        """When the first log line containing text was written (Unix seconds), or None."""
+        for entry in self.logs():
+            if text in entry.get("message", "") and "time" in entry:
+                stamp = time.strptime(entry["time"][:19], "%Y-%m-%dT%H:%M:%S")
+                return calendar.timegm(stamp) + int(entry["time"][20:23]) / 1000
+        return None
 
     def wait_for_subscribers(self, count, topic="flows.json", timeout=READY_TIMEOUT_S):
         """Until `count` worker instances have heard of a subscription to `topic`, so that they publish it.

@@ -28,6 +28,7 @@ class Ledger:
     pipeline_lost: dict[str, Tally]  # before the outputs
     delivered: Tally               # what the workers handed to their outputs
     outputs: dict[str, OutputTally] = field(default_factory=dict)
+    kernel: Mapping[str, int] = field(default_factory=dict)  # the kernel counters, as read at stop
 
     def worst_output(self) -> OutputTally:
         """The account of the output that lost the most packets; with no output, everything delivered.
@@ -61,6 +62,7 @@ class Ledger:
             "flows_lost": sum(t.flows for t in lost.values()),
             "flows_lost_by_cause": {cause: t.flows for cause, t in lost.items() if cause not in _KERNEL_CAUSES},
             "outputs": {name: _output_fields(output) for name, output in self.outputs.items()},
+            "kernel": dict(self.kernel),
         }
         if accounted != self.seen:  # a bug of ours, never a loss to hide
             out["packets_unaccounted"] = self.seen - accounted
@@ -113,4 +115,5 @@ def account(kernel: Mapping[str, int], evicted: Tally, forward_dropped: Tally, l
         },
         delivered=totals.delivered,
         outputs=outputs,
+        kernel=kernel,
     )

@@ -23,10 +23,13 @@ import os
 import sys
 import threading
 
+import numpy as np
+
 from flowcollect.export.prometheus import health
 from flowcollect.pipeline.log_backoff import LossLog
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.json_lines import encode_lines
+from flowcollect.records.layout import Rows
 from flowcollect.records.tally import OutputTally
 
 log = logging.getLogger(__name__)
@@ -74,10 +77,14 @@ class JsonLinesSink:
         self._reopen.set()
 
     def write(self, batch: FlowBatch, lines: memoryview | None = None) -> bool:
-        """Write one batch (`lines`: its encode_lines output, if already made); True when all of it was written."""
+        """Write one batch (`lines`: its encode_lines output, if already made); True when all of it was written.
+
+        When a write fails part way, the lines written whole are exported and the rest of the batch is lost.
+        """
         if not len(batch):
             return True
         data = encode_lines(batch) if lines is None else lines
+        done = 0
         try:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -86,21 +93,35 @@ class JsonLinesSink:
             finally:
                 if self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        except OSError as exc:
-            self.errors += 1
-            self._torn = True
-            self.tally.lose("write_failed", batch.flows)
-            health.export_error(self.kind)
-            health.lost("write_failed", len(batch), batch.packets())
-            error = str(exc.strerror or exc)
-            if error != self._last_error:  # a new reason: say it once
-                log.error("jsonl output %s: write failed: %s", self.target, error)
-                self._last_error = error
-            self._losses.lost(batch.packets(), len(batch))
+        except _PartialWrite as partial:
+            done = int(np.count_nonzero(np.frombuffer(data[:partial.written], dtype=np.uint8) == ord("\n")))
+            self._failed(batch, partial.error, done)
             return False
-        self.tally.exported.add(batch.flows)
-        health.exported(self.kind, len(batch), batch.packets())
+        except OSError as exc:
+            self._failed(batch, exc, done)
+            return False
+        self._exported(batch.flows)
         return True
+
+    def _exported(self, flows: Rows) -> None:
+        if len(flows):
+            self.tally.exported.add(flows)
+            health.exported(self.kind, len(flows), int(flows["packets"].sum()))
+
+    def _failed(self, batch: FlowBatch, exc: OSError, whole_lines: int) -> None:
+        self.errors += 1
+        self._torn = True
+        self._exported(batch.flows[:whole_lines])
+        lost = batch.flows[whole_lines:]
+        packets = int(lost["packets"].sum())
+        self.tally.lose("write_failed", lost)
+        health.export_error(self.kind)
+        health.lost("write_failed", len(lost), packets)
+        error = str(exc.strerror or exc)
+        if error != self._last_error:  # a new reason: say it once
+            log.error("jsonl output %s: write failed: %s", self.target, error)
+            self._last_error = error
+        self._losses.lost(packets, len(lost))
 
     def _write_locked(self, data: memoryview) -> None:
         if self._reopen.is_set():
@@ -108,16 +129,22 @@ class JsonLinesSink:
             self._close_file()
             self._open()
         if self._torn:
-            self._write_all(b"\n")
+            try:
+                self._write_all(b"\n")
+            except _PartialWrite as partial:
+                raise partial.error from None  # nothing of the batch went out
             self._torn = False
         self._write_all(data)
 
     def _write_all(self, data: bytes | memoryview) -> None:
         assert self._fd is not None, "written after close()"
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        written = 0
+        while written < len(view):
+            try:
+                written += os.write(self._fd, view[written:])
+            except OSError as exc:
+                raise _PartialWrite(written, exc) from exc
 
     def counters(self) -> dict[str, OutputTally]:
         return {self.name: self.tally}
@@ -132,3 +159,12 @@ class JsonLinesSink:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+class _PartialWrite(Exception):
+    """A write that failed after `written` bytes."""
+
+    def __init__(self, written: int, error: OSError) -> None:
+        super().__init__(str(error))
+        self.written = written
+        self.error = error
