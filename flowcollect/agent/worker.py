@@ -30,7 +30,7 @@ from flowcollect.pipeline.channel import Channel, Closed
 from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.limiter import CapacityLimiter
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.tally import Tally
+from flowcollect.records.tally import OutputTally, Tally
 from flowcollect.transport import wire
 
 log = logging.getLogger("flowcollect.worker")
@@ -62,6 +62,8 @@ class Worker:
         self.export_queue: Channel[FlowBatch] = Channel(spec.queue_max_flows, size=len)
         self.exporter = threading.Thread(target=self._export_loop, name="exporter", daemon=True)
         self.received, self.deduplicated, self.delivered = Tally(), Tally(), Tally()
+        # The outputs' tallies as the export thread last saw them: only that thread touches the outputs.
+        self._outputs_seen: dict[str, OutputTally] = {}
         self._lock = threading.Lock()
         self._last_status = 0.0
 
@@ -130,8 +132,10 @@ class Worker:
             except Closed:
                 return
             self.outputs.export(batch)
+            seen = {name: OutputTally.from_json(tally.to_json()) for name, tally in self.outputs.counters().items()}
             with self._lock:
                 self.delivered.add(batch.flows)
+                self._outputs_seen = seen
             self.send_status()
 
     def send_status(self, final: bool = False) -> None:
@@ -140,7 +144,7 @@ class Worker:
                 worker=self.index, instance=self.publisher.instance, final=final,
                 received=dataclasses.replace(self.received), deduplicated=dataclasses.replace(self.deduplicated),
                 dropped=dataclasses.replace(self.limiter.dropped), delivered=dataclasses.replace(self.delivered),
-                outputs=self.outputs.counters())
+                outputs=self._outputs_seen)
             self._last_status = time.monotonic()
             with contextlib.suppress(zmq.Again):  # the next status carries the same cumulative counts
                 self.status.send_multipart(wire.status_message(self.publisher, status), flags=zmq.NOBLOCK)

@@ -120,7 +120,3 @@ class PublishProxy(threading.Thread):
             self.dropped.setdefault(topic, Tally()).add_tally(Tally(header.count, header.packets))
             self._losses.lost(header.packets, header.count)
             self._on_dropped(header.count, header.packets)
-
-    @property
-    def dropped_flows(self) -> int:
-        return sum(tally.flows for tally in self.dropped.values())
