@@ -134,8 +134,8 @@ def test_disk_full(two_hosts, tmp_path, small_disk):
     try:
         # WHEN 30,000 flows (~13 MB of JSON) come
         sent = flood(sender, receiver, tmp_path / "flood.trafgen", 30_000)
-        agent.wait_for_log("write failed", timeout=10)
         ended = time.time()
+        agent.wait_for_log("write failed", timeout=10)
     finally:
         ledger = stopped(agent)
     # THEN the file holds exactly what was exported; the rest is lost as write_failed
@@ -165,8 +165,8 @@ def test_a_subscriber_that_never_reads(two_hosts, tmp_path):
         agent.wait_for_subscribers(1)
         process, sent = start_flood(sender, receiver, tmp_path / "flood.trafgen", 200_000)
         assert process.wait(60) == 0
-        agent.wait_for_log("a subscriber is too slow", timeout=10)
         ended = time.time()
+        agent.wait_for_log("a subscriber is too slow", timeout=10)
         reader = threading.Thread(target=drain)
         reader.start()  # the agent delivers what its proxy still holds as it stops
         ledger = stopped(agent)

@@ -171,7 +171,10 @@ class Collector:
         ring_out: Channel[Rows] = Channel(config.queue_max_flows, size=len)
         stages = [
             threading.Thread(target=map_tracer.trace_loop(self.stop_tracing), args=(evicted,), name="map-tracer"),
-            threading.Thread(target=ring_tracer.trace_loop(self.stop_tracing), args=(ring_out,), name="ringbuf-tracer"),
+            # The ring buffer is read to its end after the map tracer's last swaps, which wait for every
+            # program still running: a record written by one of them is not left behind.
+            threading.Thread(target=ring_tracer.trace_loop(map_tracer.finished), args=(ring_out,),
+                             name="ringbuf-tracer"),
             threading.Thread(target=accounter.account, args=(ring_out, evicted), name="accounter"),
         ]
         supervisor.start()

@@ -53,6 +53,9 @@ class MapTracer:
         self._mono_clock = mono_clock
         self._period_clock = period_clock
         self._flush_requested = threading.Event()
+        # Set once the tracer has made its last evictions: after it, no program writes the maps,
+        # so the ring-buffer tracer (which stops on this) reads the last of the ring buffer then.
+        self.finished = threading.Event()
         self._fill = None if capacity is None else FillWatch(fetcher.flows_inserted, capacity, period_clock,
                                                              idle_check_s=STOP_POLL_S)
         self._on_eviction = on_eviction or (lambda reason, flows, stats: None)
@@ -100,6 +103,7 @@ class MapTracer:
                 self._send(out_ch, "shutdown")
                 self._send(out_ch, "shutdown")
             finally:
+                self.finished.set()
                 out_ch.close()
 
         return trace
