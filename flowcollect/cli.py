@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="file with the agent's CURVE public key (FILE.pub from `flowcollect keygen FILE`)")
     curve_key.add_argument("--curve-server-key", metavar="KEY", default=None,
                            help="the agent's CURVE public key (Z85); give it as --curve-server-key=KEY")
-    cleanup = commands.add_parser("cleanup", help="remove TC filters a killed flowcollect left behind")
+    cleanup = commands.add_parser("cleanup",
+                                  help="remove what agents that are gone left behind (never a running one's)")
     cleanup.add_argument("--interfaces", default="", help="comma-separated names (default: every interface)")
     keygen = commands.add_parser("keygen", help="write a new CURVE key pair (FILE, FILE.pub); print the public key")
     keygen.add_argument("file", help="where to write the secret key (created, owner-only)")
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             logs.setup("info")
             require_kernel_privileges()
             names = [n.strip() for n in args.interfaces.split(",") if n.strip()]
-            print(f"flowcollect: removed {remove_leftovers(names)} filters")
+            filters, folders = remove_leftovers(names)
+            print(f"flowcollect: removed {filters} filters and {folders} folders of agents that are gone")
             return 0
         if args.command == "keygen":
             from flowcollect.transport import curve

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <sys/stat.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
@@ -24,6 +25,13 @@
 
 #define FC_DEFAULT_DRAIN_BATCH 8192
 #define FC_TC_PRIORITY 1
+/*
+ * TCX attach types (Linux 6.6). Debian 12's kernel headers (6.1) and libbpf
+ * (1.1) predate them: the links are made with bpf_link_create and these
+ * values of enum bpf_attach_type.
+ */
+#define FC_TCX_INGRESS 46
+#define FC_TCX_EGRESS 47
 #define FC_ERROR_LEN 1024
 #define FC_LIBBPF_LOG_LEN 2048
 #define FC_PRIVILEGE_HINT "needs CAP_BPF and CAP_NET_ADMIN: run as root"
@@ -146,6 +154,8 @@ struct fc_attachment {
 	__u64 netns; /* inode of the network namespace the interface is in */
 	int ifindex;
 	bool ingress, egress;
+	/* TCX: the links (-1 when none); legacy tc: the filters */
+	int ingress_link, egress_link;
 	struct bpf_tc_opts ingress_opts, egress_opts;
 };
 
@@ -160,6 +170,7 @@ struct fc_agent {
 	__u32 batch;
 	__u8 direction_mask;
 	bool batch_ops;
+	bool tcx; /* attach with TCX links, else legacy clsact filters */
 	/* Reused between drains: first-touch memory is slow. */
 	struct fc_flow_key *keys;
 	struct fc_flow_metrics *values; /* batch x ncpus */
@@ -180,6 +191,34 @@ static int on_ringbuf_record(void *ctx, void *data, size_t size)
 	memcpy(&sink->out[sink->n++], data, sizeof(struct fc_flow_record));
 	/* A negative return stops libbpf after this record is consumed. */
 	return sink->n >= sink->capacity ? -ENOBUFS : 0;
+}
+
+/*
+ * Does this kernel attach TCX links? Tried with a program that only passes
+ * packets on (TCX_NEXT) on the loopback interface, detached at once: no
+ * traffic is changed. 1: yes, 0: no, < 0: the probe itself failed.
+ */
+static int probe_tcx(void)
+{
+	struct bpf_insn pass_on[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1 }, /* TCX_NEXT */
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int lo = if_nametoindex("lo"), prog, link, err;
+
+	if (!lo)
+		return 0;
+	prog = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "fc_probe_tcx", "GPL", pass_on, 2, NULL);
+	if (prog < 0)
+		return -errno;
+	link = bpf_link_create(prog, lo, FC_TCX_INGRESS, NULL);
+	err = link < 0 ? -errno : 0;
+	close(prog);
+	if (link >= 0) {
+		close(link);
+		return 1;
+	}
+	return err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUP ? 0 : err;
 }
 
 static bool is_power_of_two(__u32 v)
@@ -253,6 +292,18 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		goto fail;
 	}
 	agent->batch_ops = err == 1;
+	if (opts->attach_mode != FC_ATTACH_TC) {
+		err = probe_tcx();
+		if (err < 0) {
+			fc_fail(err, "probing TCX links");
+			goto fail;
+		}
+		if (!err && opts->attach_mode == FC_ATTACH_TCX) {
+			err = fc_fail(-EOPNOTSUPP, "this kernel has no TCX links (Linux 6.6 and later): use tc_attach_mode tc");
+			goto fail;
+		}
+		agent->tcx = err == 1;
+	}
 
 	agent->keys = calloc(agent->batch, sizeof(*agent->keys));
 	agent->values = calloc((size_t)agent->batch * ncpus, sizeof(*agent->values));
@@ -344,10 +395,110 @@ static int attach_filter(int ifindex, enum bpf_tc_attach_point point, int prog_f
 	return err;
 }
 
+/* A TCX link of one of our programs on ifindex; its fd, or a negative errno. */
+static int attach_link(struct fc_agent *agent, int ifindex, bool ingress)
+{
+	struct bpf_program *prog = ingress ? agent->skel->progs.fc_ingress : agent->skel->progs.fc_egress;
+	int link = bpf_link_create(bpf_program__fd(prog), ifindex, ingress ? FC_TCX_INGRESS : FC_TCX_EGRESS, NULL);
+
+	return link < 0 ? -errno : link;
+}
+
+/* Is the TCX link still attached (not detached by someone else, its interface still there)? */
+static bool link_attached(int link)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link, &info, &len))
+		return false;
+	/* The ifindex is the first field of the tcx member, as of xdp's, at the same offset. */
+	return info.xdp.ifindex != 0;
+}
+
+static int attach_links(struct fc_agent *agent, struct fc_attachment *att)
+{
+	int link;
+
+	if (agent->direction_mask & FC_TRACE_INGRESS) {
+		link = attach_link(agent, att->ifindex, true);
+		if (link < 0)
+			return fc_fail(link, "attaching the ingress TCX link to ifindex %d", att->ifindex);
+		att->ingress_link = link;
+		att->ingress = true;
+	}
+	if (agent->direction_mask & FC_TRACE_EGRESS) {
+		link = attach_link(agent, att->ifindex, false);
+		if (link < 0) {
+			if (att->ingress) {
+				close(att->ingress_link);
+				att->ingress_link = -1;
+				att->ingress = false;
+			}
+			return fc_fail(link, "attaching the egress TCX link to ifindex %d", att->ifindex);
+		}
+		att->egress_link = link;
+		att->egress = true;
+	}
+	return 0;
+}
+
+static void detach_links(struct fc_attachment *att)
+{
+	if (att->ingress_link >= 0)
+		close(att->ingress_link);
+	if (att->egress_link >= 0)
+		close(att->egress_link);
+	att->ingress_link = att->egress_link = -1;
+	att->ingress = att->egress = false;
+}
+
+static int attach_filters(struct fc_agent *agent, struct fc_attachment *att)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = att->ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	int err;
+
+	/* Creates a clsact qdisc only when there is none; an existing one is shared, never replaced. */
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return fc_fail(err, "creating the clsact qdisc on ifindex %d", att->ifindex);
+	if (agent->direction_mask & FC_TRACE_INGRESS) {
+		err = attach_filter(att->ifindex, BPF_TC_INGRESS, bpf_program__fd(agent->skel->progs.fc_ingress),
+				    &att->ingress_opts);
+		if (err)
+			return fc_fail(err, "attaching the ingress TC program to ifindex %d", att->ifindex);
+		att->ingress = true;
+	}
+	if (agent->direction_mask & FC_TRACE_EGRESS) {
+		err = attach_filter(att->ifindex, BPF_TC_EGRESS, bpf_program__fd(agent->skel->progs.fc_egress),
+				    &att->egress_opts);
+		if (err) {
+			if (att->ingress)
+				detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
+			att->ingress = false;
+			return fc_fail(err, "attaching the egress TC program to ifindex %d", att->ifindex);
+		}
+		att->egress = true;
+	}
+	return 0;
+}
+
+/* Some of our filters are gone: remove what is left of ours, attach them all again. */
+static int reattach_filters(struct fc_agent *agent, struct fc_attachment *att)
+{
+	if (att->ingress)
+		detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
+	if (att->egress)
+		detach_filter(att->ifindex, BPF_TC_EGRESS, &att->egress_opts);
+	att->ingress = att->egress = false;
+	return attach_filters(agent, att);
+}
+
 int fc_agent_attach(struct fc_agent *agent, int ifindex)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
-	struct fc_attachment att = { .netns = current_netns(), .ifindex = ifindex };
+	struct fc_attachment att = { .netns = current_netns(), .ifindex = ifindex,
+				     .ingress_link = -1, .egress_link = -1 };
 	int err;
 
 	if (find_attachment(agent, att.netns, ifindex))
@@ -361,27 +512,16 @@ int fc_agent_attach(struct fc_agent *agent, int ifindex)
 		agent->attachments = grown;
 		agent->cap_attachments = cap;
 	}
-	/* Creates a clsact qdisc only when there is none; an existing one is shared, never replaced. */
-	err = bpf_tc_hook_create(&hook);
-	if (err && err != -EEXIST)
-		return fc_fail(err, "creating the clsact qdisc on ifindex %d", ifindex);
-	if (agent->direction_mask & FC_TRACE_INGRESS) {
-		err = attach_filter(ifindex, BPF_TC_INGRESS, bpf_program__fd(agent->skel->progs.fc_ingress),
-				    &att.ingress_opts);
+	if (agent->tcx) {
+		err = attach_links(agent, &att);
 		if (err)
-			return fc_fail(err, "attaching the ingress TC program to ifindex %d", ifindex);
-		att.ingress = true;
+			return err;
+		agent->attachments[agent->n_attachments++] = att;
+		return 0;
 	}
-	if (agent->direction_mask & FC_TRACE_EGRESS) {
-		err = attach_filter(ifindex, BPF_TC_EGRESS, bpf_program__fd(agent->skel->progs.fc_egress),
-				    &att.egress_opts);
-		if (err) {
-			if (att.ingress)
-				detach_filter(ifindex, BPF_TC_INGRESS, &att.ingress_opts);
-			return fc_fail(err, "attaching the egress TC program to ifindex %d", ifindex);
-		}
-		att.egress = true;
-	}
+	err = attach_filters(agent, &att);
+	if (err)
+		return err;
 	agent->attachments[agent->n_attachments++] = att;
 	return 0;
 }
@@ -393,6 +533,11 @@ int fc_agent_detach(struct fc_agent *agent, int ifindex)
 
 	if (!att)
 		return 0;
+	if (agent->tcx) {
+		detach_links(att);
+		*att = agent->attachments[--agent->n_attachments];
+		return 0;
+	}
 	if (att->ingress && (err = detach_filter(ifindex, BPF_TC_INGRESS, &att->ingress_opts)))
 		return fc_fail(err, "detaching the ingress TC program from ifindex %d", ifindex);
 	att->ingress = false;
@@ -517,12 +662,89 @@ void fc_agent_detach_all(struct fc_agent *agent)
 	while (agent->n_attachments) {
 		struct fc_attachment *att = &agent->attachments[agent->n_attachments - 1];
 
-		if (att->ingress)
-			detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
-		if (att->egress)
-			detach_filter(att->ifindex, BPF_TC_EGRESS, &att->egress_opts);
+		if (agent->tcx) {
+			detach_links(att);
+		} else {
+			if (att->ingress)
+				detach_filter(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts);
+			if (att->egress)
+				detach_filter(att->ifindex, BPF_TC_EGRESS, &att->egress_opts);
+		}
 		agent->n_attachments--;
 	}
+}
+
+int fc_agent_attach_mode(struct fc_agent *agent)
+{
+	return agent->tcx ? FC_ATTACH_TCX : FC_ATTACH_TC;
+}
+
+/* Is our filter still at (handle, priority), running our program? */
+static bool filter_attached(int ifindex, enum bpf_tc_attach_point point, const struct bpf_tc_opts *attached)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	LIBBPF_OPTS(bpf_tc_opts, query, .handle = attached->handle, .priority = attached->priority);
+
+	return !bpf_tc_query(&hook, &query) && query.prog_id == attached->prog_id;
+}
+
+int fc_agent_repair(struct fc_agent *agent)
+{
+	__u64 netns = current_netns();
+	int repaired = 0;
+	size_t i;
+
+	for (i = 0; i < agent->n_attachments; i++) {
+		struct fc_attachment *att = &agent->attachments[i];
+		bool whole;
+		int err;
+
+		if (att->netns != netns || !if_indextoname(att->ifindex, (char[IF_NAMESIZE]){ 0 }))
+			continue; /* another namespace's, or the interface is going: the informer says so */
+		if (agent->tcx) {
+			whole = (!att->ingress || link_attached(att->ingress_link)) &&
+				(!att->egress || link_attached(att->egress_link));
+			if (whole)
+				continue;
+			detach_links(att);
+			err = attach_links(agent, att);
+		} else {
+			whole = (!att->ingress || filter_attached(att->ifindex, BPF_TC_INGRESS, &att->ingress_opts)) &&
+				(!att->egress || filter_attached(att->ifindex, BPF_TC_EGRESS, &att->egress_opts));
+			if (whole)
+				continue;
+			err = reattach_filters(agent, att);
+		}
+		if (!err)  /* else the interface is going away: the informer's event will say so */
+			repaired++;
+	}
+	return repaired;
+}
+
+long fc_tcx_prog_ids(int ifindex, int ingress, __u32 *ids, __u32 capacity)
+{
+	__u32 count = capacity;
+	int err = bpf_prog_query(ifindex, ingress ? FC_TCX_INGRESS : FC_TCX_EGRESS, 0, NULL, ids, &count);
+
+	if (err && (errno == EINVAL || errno == EOPNOTSUPP))
+		return 0; /* a kernel without TCX has none */
+	if (err)
+		return fc_fail(-errno, "listing the TCX programs of ifindex %d", ifindex);
+	return count;
+}
+
+long fc_agent_prog_id(struct fc_agent *agent, int which)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	int fd = fc_agent_prog_fd(agent, which);
+
+	if (fd < 0)
+		return fd;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return fc_fail(-errno, "reading the id of program %d", which);
+	return info.id;
 }
 
 int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)

@@ -24,6 +24,12 @@
 #define FC_PROG_INGRESS 0
 #define FC_PROG_EGRESS 1
 
+/* How programs are attached (fc_load_opts.attach_mode): TCX links where the kernel has them
+ * (auto), only TCX links, or only legacy clsact filters. */
+#define FC_ATTACH_AUTO 0
+#define FC_ATTACH_TCX 1
+#define FC_ATTACH_TC 2
+
 struct fc_load_opts {
 	__u32 max_flows;      /* entries of each flow map (cache_max_flows) */
 	__u32 ringbuf_bytes;  /* power of two, multiple of the page size */
@@ -31,6 +37,7 @@ struct fc_load_opts {
 	__u32 drain_batch;    /* entries per batch syscall; 0 = default */
 	__u8 direction_mask;  /* enum fc_direction_mask */
 	__u8 debug;
+	__u8 attach_mode;     /* FC_ATTACH_* */
 };
 
 /* What one swap-and-drain cost, for the agent's own metrics. */
@@ -50,9 +57,25 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
 void fc_agent_close(struct fc_agent *agent);
 
 /* Attach the enabled programs on ifindex (in the caller's network namespace),
- * beside any qdisc and filters already there; detach removes only ours. */
+ * beside any qdisc, filters and TCX programs already there; detach removes only ours.
+ * A TCX link belongs to the agent's file descriptor: it goes when the process does. */
 int fc_agent_attach(struct fc_agent *agent, int ifindex);
 int fc_agent_detach(struct fc_agent *agent, int ifindex);
+
+/* FC_ATTACH_TCX or FC_ATTACH_TC: how this agent attaches (auto resolved by a probe at open). */
+int fc_agent_attach_mode(struct fc_agent *agent);
+
+/* Put back what someone removed of ours (a filter deleted by hand, a link detached), on the
+ * interfaces of the caller's network namespace. Returns how many attachments were restored;
+ * one that cannot be (its interface is going away) is left to the caller's interface events. */
+int fc_agent_repair(struct fc_agent *agent);
+
+/* The kernel's id of one of our programs (FC_PROG_*): what `flowcollect cleanup` must not touch. */
+long fc_agent_prog_id(struct fc_agent *agent, int which);
+
+/* The ids of every program attached through TCX on ifindex (the caller's network namespace),
+ * ours and others', into ids[0..capacity). Returns how many there are (0 without TCX). */
+long fc_tcx_prog_ids(int ifindex, int ingress, __u32 *ids, __u32 capacity);
 
 /* Point the kernel at the idle flow map, then read and clear the retired one
  * into out[0..n): one row per flow, per-CPU values folded. capacity must be at

@@ -5,7 +5,6 @@ pair; the agent runs in `host` and traces both of its interfaces. Traffic
 goes only between these namespaces.
 """
 import json
-import os
 import socket
 import subprocess
 import time
@@ -246,27 +245,3 @@ def test_curve_on_a_tcp_endpoint(host_between, tmp_path):
     first = json.loads(out.splitlines()[0])
     assert first["packets"] >= 1 and first["agent_ip"]
     assert any("require CURVE" in e.get("message", "") and public in e["message"] for e in agent.logs())
-
-
-def test_killed_collector_takes_its_workers_along_and_cleanup_removes_its_filters(host_between, tmp_path):
-    _a_end, host_a, _c_end, _host_c = host_between
-    host = host_a.ns
-    add_foreign_filter(host, "to-c", "egress", 30, "1:9")
-    agent = Agent(host, tmp_path, "--workers", "2", "--output", "none")
-    workers = agent.worker_pids()
-    assert len(workers) == 2
-    agent.process.kill()  # SIGKILL: no shutdown, no cleanup
-    agent.process.wait()
-    agent.close()
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers), "workers outlived the collector"
-    left = host.exec("tc", "filter", "show", "dev", "to-a", "ingress").stdout
-    assert "fc_ingress" in left  # what a killed agent leaves
-    result = host.exec(FLOWCOLLECT, "cleanup")
-    assert "removed 4 filters" in result.stdout
-    for dev in ("to-a", "to-c"):
-        for hook in ("ingress", "egress"):
-            assert "fc_" not in host.exec("tc", "filter", "show", "dev", dev, hook).stdout
-    assert "1:9" in host.exec("tc", "filter", "show", "dev", "to-c", "egress").stdout

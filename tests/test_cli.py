@@ -15,6 +15,7 @@ BAD_VALUES = {
     "listen_interfaces": "sometimes",
     "listen_poll_period": "soon",
     "direction": "sideways",
+    "tc_attach_mode": "xdp",
     "cache_max_flows": "0",
     "cache_active_timeout": "5 parsecs",
     "ringbuf_size": "1000",

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from flowcollect.kernel.flow_kernel import FlowKernel
+from bench.harness.programs import ours, programs_on
+from flowcollect.kernel.flow_kernel import FlowKernel, tcx_programs
 from native import build_bpf  # the same compile step setup.py uses
 from tests.flowtools import attach, matching, only_flow, totals
 
@@ -154,7 +155,8 @@ def foreign_object(tmp_path_factory):
     return obj
 
 
-def test_foreign_filters_survive_attach_and_detach_and_keep_working(two_hosts, foreign_object):
+@pytest.mark.parametrize("mode", ["tc", "tcx"])
+def test_foreign_filters_survive_attach_and_detach_and_keep_working(two_hosts, foreign_object, mode):
     a, b = two_hosts
     a.ns.exec("tc", "qdisc", "add", "dev", a.name, "clsact")
     a.ns.exec("tc", "filter", "add", "dev", a.name, "ingress", "prio", "5", "u32",
@@ -172,11 +174,13 @@ def test_foreign_filters_survive_attach_and_detach_and_keep_working(two_hosts, f
         sock.settimeout(0.5)
     tx = a.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
-    with FlowKernel(1024) as kernel:
+    with FlowKernel(1024, attach_mode=mode) as kernel:
         attach(kernel, a)
+        assert kernel.attach_mode == mode
         during = {hook: tc_filters(a, hook) for hook in ("ingress", "egress")}
-        assert "u32" in during["ingress"] and "fc_ingress" in during["ingress"]
-        assert "foreign_drop" in during["egress"] and "fc_egress" in during["egress"]
+        assert "u32" in during["ingress"] and "foreign_drop" in during["egress"]
+        on = programs_on(a.ns, a.name)
+        assert f"{mode}:fc_ingress" in on["ingress"] and f"{mode}:fc_egress" in on["egress"]
         for _ in range(3):
             tx.sendto(b"dropme", (b.ipv4, 9999))
             tx.sendto(b"passme", (b.ipv4, 9998))
@@ -192,7 +196,34 @@ def test_foreign_filters_survive_attach_and_detach_and_keep_working(two_hosts, f
     for hook in ("ingress", "egress"):
         assert "fc_" not in after[hook]
         assert after[hook] == before[hook]
+    assert not ours(a.ns, a.name)
     assert "clsact" in a.ns.exec("tc", "qdisc", "show", "dev", a.name).stdout
+
+
+def test_two_agents_with_tcx_links_on_one_interface_each_count_every_packet(two_hosts):
+    """TCX links of two agents (or any other TCX user) stack: each program runs and hands on."""
+    a, b = two_hosts
+    tx = a.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = b.ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((b.ipv4, 9997))
+    rx.settimeout(5)
+    with FlowKernel(1024, attach_mode="tcx") as first, FlowKernel(1024, attach_mode="tcx") as second:
+        attach(first, a)
+        attach(second, a)
+        with a.ns.entered():
+            assert len(tcx_programs(a.ifindex, ingress=False)) == 2
+        for _ in range(4):
+            tx.sendto(b"both", (b.ipv4, 9997))
+        assert [rx.recv(10) for _ in range(4)] == [b"both"] * 4
+        for kernel in (first, second):
+            batch, _ = kernel.swap_and_drain()
+            assert int(only_flow(batch, if_index=a.ifindex, direction=1, dst_port=9997)["packets"]) == 4
+        first.close()  # one agent goes: the other stays attached, counting
+        tx.sendto(b"more", (b.ipv4, 9997))
+        assert rx.recv(10) == b"more"
+        batch, _ = second.swap_and_drain()
+        assert int(only_flow(batch, if_index=a.ifindex, direction=1, dst_port=9997)["packets"]) == 1
+        assert programs_on(a.ns, a.name)["egress"] == {"tcx:fc_egress"}
 
 
 def test_attach_beside_a_foreign_filter_at_our_priority_and_close_removes_only_ours(two_hosts):
@@ -200,7 +231,7 @@ def test_attach_beside_a_foreign_filter_at_our_priority_and_close_removes_only_o
     a.ns.exec("tc", "qdisc", "add", "dev", a.name, "clsact")
     a.ns.exec("tc", "filter", "add", "dev", a.name, "ingress", "prio", "1", "u32",
               "match", "u32", "0", "0", "classid", "1:2")
-    with FlowKernel(1024) as kernel:
+    with FlowKernel(1024, attach_mode="tc") as kernel:
         attach(kernel, a)
         assert "fc_ingress" in tc_filters(a, "ingress")
         a.ns.exec("tc", "filter", "add", "dev", a.name, "egress", "prio", "9", "u32",
@@ -216,10 +247,10 @@ def test_close_in_another_namespace_never_touches_filters_there(two_hosts, forei
     """Our filters are identified by program id, not only by (ifindex, handle, priority):
     a foreign filter with the same numbers in another namespace is left alone."""
     a, b = two_hosts
-    with FlowKernel(1024) as kernel:
+    with FlowKernel(1024, attach_mode="tc") as kernel:
         attach(kernel, a)
-        ours = tc_filters(a, "ingress")
-        assert "pref 1 bpf" in ours and "handle 0x1 fc_ingress" in ours
+        ours_there = tc_filters(a, "ingress")
+        assert "pref 1 bpf" in ours_there and "handle 0x1 fc_ingress" in ours_there
         # The same ifindex, priority and handle in namespace b, held by a foreign program.
         b.ns.exec("ip", "link", "add", "name", "twin0", "index", str(a.ifindex), "type", "veth",
                   "peer", "name", "twin1")

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from bench.harness.netns import veth_pair
+from bench.harness.programs import ours, programs_on
 from flowcollect.interfaces.attacher import TcAttacher
 from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import ADDED, DELETED, Event, Interface
@@ -86,16 +87,14 @@ def test_the_namer_learns_every_event_even_for_interfaces_not_traced():
 
 # -- the real programs on real interfaces -------------------------------------------------
 
-def tc_filters(ns, dev, hook):
-    return ns.exec("tc", "filter", "show", "dev", dev, hook, check=False).stdout
-
-
 def has_our_programs(ns, dev):
-    return "fc_ingress" in tc_filters(ns, dev, "ingress") and "fc_egress" in tc_filters(ns, dev, "egress")
+    on = programs_on(ns, dev)
+    return any(name.endswith(":fc_ingress") for name in on["ingress"]) and any(
+        name.endswith(":fc_egress") for name in on["egress"])
 
 
 def has_none_of_ours(ns, dev):
-    return "fc_" not in tc_filters(ns, dev, "ingress") + tc_filters(ns, dev, "egress")
+    return not ours(ns, dev)
 
 
 def wait_for(condition, timeout=5.0, what="condition"):

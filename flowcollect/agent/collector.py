@@ -40,6 +40,7 @@ from flowcollect.interfaces.attacher import TcAttacher
 from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import new_informer
 from flowcollect.interfaces.namer import InterfaceNamer
+from flowcollect.kernel import owners
 from flowcollect.kernel.flow_kernel import FlowKernel
 from flowcollect.pipeline import rows
 from flowcollect.pipeline.accounter import Accounter
@@ -95,14 +96,19 @@ class Collector:
         config = self.config
         agent_ip = self.agent_ip
         kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
-                            ringbuf_bytes=config.ringbuf_size)
+                            ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode)
         self.kernel = kernel
         rundir = RuntimeDir()
+        owners.claim(rundir.path, kernel.prog_ids())  # what `flowcollect cleanup` must leave alone
+        log.info("attaching with %s", "TCX links: they go with this process, whatever ends it"
+                 if kernel.attach_mode == "tcx" else "legacy clsact filters (if this agent is killed, "
+                 "`flowcollect cleanup` removes them)")
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         closers: list[Closer] = [rundir.remove, kernel.close]
         if config.metrics_address:
             # Before any process counts anything: every process then writes its metrics to this directory.
             metrics_dir = health.enable_multiprocess()
+            owners.claim(metrics_dir)
             closers.append(lambda: health.remove_multiprocess_directory(metrics_dir))
         try:
             self._run(config, agent_ip, kernel, rundir, ctx, closers)
@@ -290,6 +296,11 @@ class Collector:
             kernel_lost = counters["ringbuf_reserve_failed"] + counters["no_flow_map"]
             self._kernel_losses.lost(kernel_lost - self._kernel_lost_seen)
             self._kernel_lost_seen = kernel_lost
+            repaired = self.kernel.repair()
+            if repaired:
+                health.reattached(repaired)
+                log.warning("%d of our attachments had been removed (a filter deleted, a link detached, by "
+                            "someone else): put back; packets in between were not counted", repaired)
         for link in self.links:
             if link.held and not link.down:
                 self._refresh_names(link)

@@ -5,6 +5,7 @@ interfaces, swaps-and-drains the flow map into numpy batches, consumes the
 ring buffer and reads the kernel counters. Every native call goes through
 bindings.check().
 """
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,7 @@ DIRECTION_MASKS = {
     "egress": lib.FC_TRACE_EGRESS,
     "both": lib.FC_TRACE_BOTH,
 }
+ATTACH_MODES = {"auto": lib.FC_ATTACH_AUTO, "tcx": lib.FC_ATTACH_TCX, "tc": lib.FC_ATTACH_TC}
 DEFAULT_RINGBUF_BYTES = 1 << 22
 RINGBUF_BATCH = 4096
 
@@ -46,11 +48,13 @@ class FlowKernel:
     """Loaded BPF programs and maps. Use as a context manager, or close().
 
     The operations keep separate native buffers: swap_and_drain, read_ringbuf
-    and counters may run in three threads at once, each from one thread only.
+    and counters may run in three threads at once, each from one thread only;
+    attach, detach, repair and detach_all share the attachments and take a lock.
     """
 
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
-                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False) -> None:
+                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False,
+                 attach_mode: str = "auto") -> None:
         require_kernel_privileges()
         opts = ffi.new("struct fc_load_opts *", {
             "max_flows": max_flows,
@@ -59,6 +63,7 @@ class FlowKernel:
             "drain_batch": drain_batch,
             "direction_mask": DIRECTION_MASKS[direction],
             "debug": int(debug),
+            "attach_mode": ATTACH_MODES[attach_mode],
         })
         out = ffi.new("struct fc_agent **")
         check(lib.fc_agent_open(opts, out))
@@ -71,6 +76,7 @@ class FlowKernel:
         self._ring_rows = empty(RINGBUF_BATCH)
         self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
         self._stats = ffi.new("struct fc_drain_stats *")
+        self._attachments = threading.Lock()
 
     def __enter__(self) -> "FlowKernel":
         return self
@@ -87,15 +93,33 @@ class FlowKernel:
 
     def attach(self, ifindex: int) -> None:
         """Attach at TC on ifindex (in this thread's network namespace), beside foreign filters."""
-        check(lib.fc_agent_attach(self._agent, ifindex))
+        with self._attachments:
+            check(lib.fc_agent_attach(self._agent, ifindex))
 
     def detach(self, ifindex: int) -> None:
         """Remove our filters from ifindex; foreign qdiscs and filters stay."""
-        check(lib.fc_agent_detach(self._agent, ifindex))
+        with self._attachments:
+            check(lib.fc_agent_detach(self._agent, ifindex))
+
+    @property
+    def attach_mode(self) -> str:
+        """"tcx" (links, gone with the process) or "tc" (clsact filters): what auto chose, at load."""
+        return "tcx" if lib.fc_agent_attach_mode(self._agent) == lib.FC_ATTACH_TCX else "tc"
+
+    def repair(self) -> int:
+        """Put back our attachments someone removed (in this thread's namespace); how many."""
+        with self._attachments:
+            return check(lib.fc_agent_repair(self._agent))
+
+    def prog_ids(self) -> tuple[int, int]:
+        """The kernel's ids of our (ingress, egress) programs."""
+        return (check(lib.fc_agent_prog_id(self._agent, lib.FC_PROG_INGRESS)),
+                check(lib.fc_agent_prog_id(self._agent, lib.FC_PROG_EGRESS)))
 
     def detach_all(self) -> None:
         """Remove every filter of ours: from here on nothing is counted (the last drains follow)."""
-        lib.fc_agent_detach_all(self._agent)
+        with self._attachments:
+            lib.fc_agent_detach_all(self._agent)
 
     def flows_inserted(self) -> int:
         """New flows the programs have inserted into the flow maps since load (no syscall: cheap to poll)."""
@@ -146,3 +170,10 @@ def fold_percpu(percpu: np.ndarray) -> np.void:
     )
     folded: np.void = out[0]
     return folded
+
+
+def tcx_programs(ifindex: int, ingress: bool) -> list[int]:
+    """Ids of every program attached with TCX on ifindex (this thread's network namespace), anyone's."""
+    ids = ffi.new("__u32[]", 64)
+    n = check(lib.fc_tcx_prog_ids(ifindex, int(ingress), ids, 64))
+    return [int(ids[i]) for i in range(min(n, 64))]

@@ -86,6 +86,10 @@ class Settings:
         1 << 22, v.ringbuf_bytes, "kernel ring buffer for flows that do not fit the map (power of two, e.g. 4MiB)",
         format_size)
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
+    tc_attach_mode: str = _setting(
+        "auto", v.choice("auto", "tcx", "tc"),
+        "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
+        "or only legacy clsact filters (tc)")
     deduper: str = _setting(
         "none", v.choice("none", "firstCome"), "drop flows seen on several interfaces: none or firstCome")
     deduper_fc_expiry: float | None = _setting(

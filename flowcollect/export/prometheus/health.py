@@ -119,6 +119,8 @@ class _Metrics:
                                         ["output"])
         self.export_errors = counter("flowcollect_export_errors_total", "Failed writes or sends, by output", ["output"])
         self.worker_restarts = counter("flowcollect_worker_restarts_total", "Worker processes restarted after a crash")
+        self.reattached = counter("flowcollect_reattached_total",
+                                  "Attachments of ours someone removed, put back by the agent")
         self.capped_flows = counter(
             "flowcollect_flow_series_capped_flows_total",
             "Flows counted in the overflow series because the flow metrics reached their series cap")
@@ -170,6 +172,10 @@ def drain_finished(seconds: float, flows: int, capacity: int) -> None:
 
 def worker_restarted() -> None:
     metrics().worker_restarts.inc()
+
+
+def reattached(count: int) -> None:
+    metrics().reattached.inc(count)
 
 
 # --- what the workers report ---
