@@ -9,9 +9,9 @@ ARGS ?=
 
 # Build: clang/llvm + libbpf-dev + bpftool for the BPF object and its skeleton, gcc and the
 # Python headers for the cffi extension. Tests and benchmarks: iproute2 (namespaces, tc),
-# nfdump (IPFIX collector), traffic tools and the peer flow agents.
-APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool gcc make \
-	python3 python3-venv python3-dev iproute2 ethtool procps util-linux \
+# nfdump (IPFIX collector), traffic tools, the peer flow agents, and systemd-analyze for the unit.
+APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool gcc make git \
+	python3 python3-venv python3-dev iproute2 ethtool procps util-linux systemd \
 	iperf3 netsniff-ng tcpdump tcpreplay nfdump softflowd pmacct
 APT_STAMP := build/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 VENV_STAMP := $(VENV)/.installed
@@ -30,9 +30,10 @@ $(APT_STAMP):
 	fi
 	@mkdir -p build && touch $@
 
+# setuptools and wheel in the venv too: tests build the wheel a user's `pip install .` would, offline.
 $(VENV_STAMP): $(APT_STAMP) $(NATIVE_SOURCES)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q --upgrade pip 'setuptools>=77' wheel
 	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	@touch $@
 

@@ -1,10 +1,13 @@
 """The `flowcollect` command: run the agent (default), subscribe, check settings.
 
-Exit codes: 0 success (also after SIGTERM/SIGINT), 1 runtime failure
-(missing privileges, kernel errors), 2 bad option or config value. Every
-error is one line on stderr.
+Exit codes (docs/configuration.md): 0 success (also after SIGTERM/SIGINT),
+1 runtime failure (missing privileges, kernel errors), 2 a bad option,
+config file or value, or a setting this host cannot honour at start (an
+endpoint another agent holds, a port in use). Every error is one line on
+stderr.
 """
 import argparse
+import logging
 import sys
 
 from flowcollect import __version__
@@ -52,16 +55,21 @@ def run_agent(args: argparse.Namespace) -> int:
     from flowcollect.agent import preflight
 
     settings = resolved.settings
-    agent_ip = preflight.check(settings)
+    verdict = preflight.check(settings, resolved.warnings)
+    agent_ip = verdict.agent_ip
     if args.check_config:
-        print(f"flowcollect: configuration OK (agent IP {agent_ip})")
+        for warning in verdict.warnings:
+            print(f"flowcollect: warning: {warning}", file=sys.stderr)
+        print(f"flowcollect: configuration OK (agent IP {agent_ip.address}: {agent_ip.how})")
         return 0
     logs.setup(settings.log_level)
+    for warning in verdict.warnings:
+        logging.getLogger("flowcollect").warning("%s", warning)
     from flowcollect.agent.collector import Collector
     from flowcollect.kernel.privileges import require_kernel_privileges
 
     require_kernel_privileges()
-    collector = Collector(settings, agent_ip)
+    collector = Collector(settings, str(agent_ip.address))
     collector.install_signal_handlers()
     return collector.run()
 

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from bench.harness.agent import FLOWCOLLECT, Agent, Subscriber, flows_of, send_udp, totals
+from bench.harness.traffic import UDP_FRAME
 
 pytestmark = pytest.mark.kernel
-UDP_FRAME = 14 + 20 + 8
 
 
 def add_foreign_filter(ns, dev, hook, priority, classid):

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from bench.harness.programs import ours, programs_on
+from bench.harness.traffic import UDP_FRAME
 from flowcollect.kernel.flow_kernel import FlowKernel, tcx_programs
 from native import build_bpf  # the same compile step setup.py uses
 from tests.flowtools import attach, matching, only_flow, totals
@@ -14,7 +15,6 @@ from tests.flowtools import attach, matching, only_flow, totals
 pytestmark = pytest.mark.kernel
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-UDP_FRAME = 14 + 20 + 8
 E2BIG = 7
 
 

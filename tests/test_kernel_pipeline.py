@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from bench.harness.traffic import UDP_FRAME
 from flowcollect.kernel.flow_kernel import FlowKernel
 from flowcollect.pipeline.accounter import Accounter
 from flowcollect.pipeline.channel import Channel, Closed
@@ -14,7 +15,6 @@ from flowcollect.pipeline.map_tracer import MapTracer
 from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
 
 pytestmark = pytest.mark.kernel
-UDP_FRAME = 14 + 20 + 8
 
 
 def collect(channel, into):

@@ -16,7 +16,6 @@ from bench.harness.programs import ours, tcx_links
 from tests.test_agent_e2e import add_foreign_filter
 
 pytestmark = pytest.mark.kernel
-UDP_FRAME = 14 + 20 + 8
 
 
 def wait_for(condition, what, timeout=10.0):

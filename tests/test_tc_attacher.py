@@ -127,7 +127,7 @@ def test_interfaces_created_after_start_are_traced_if_allowed_and_counted_exactl
     with FlowKernel(1024) as kernel:
         # veth_pair moves each end in under a temporary name (fct...), which this filter refuses too.
         attacher = TcAttacher(kernel, InterfaceFilter(["/^fc[0-9]/"], ["lo", "/^fcx/"]))
-        caplog.set_level(logging.INFO, logger="flowcollect.interfaces.attacher")
+        caplog.set_level(logging.DEBUG, logger="flowcollect.interfaces.attacher")
         informer = start_in(agent, "watch", attacher.handle)
         try:
             # GIVEN an excluded and an allowed veth, both created after the agent started
@@ -169,6 +169,15 @@ def test_interfaces_created_after_start_are_traced_if_allowed_and_counted_exactl
         finally:
             informer.stop()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("flowcollect")]
-    traced_names = [r.args[0] for r in caplog.records if r.msg.startswith("tracing interface")]
-    assert traced_names == ["fc0", "fc9"]
+    traced = [r for r in caplog.records if r.msg.startswith("tracing interface")]
+    assert [r.args[0] for r in traced] == ["fc0", "fc9"]
     assert "no longer tracing interface fc0" in caplog.text
+    # each at debug (hosts churn thousands of veths); at info, a summary once a minute
+    assert {r.levelno for r in caplog.records if "tracing interface" in r.msg} == {logging.DEBUG}
+    attacher.summary()
+    assert caplog.records[-1].levelno == logging.INFO
+    assert caplog.records[-1].getMessage() == ("interfaces in the last minute: 2 traced, 2 no longer traced; "
+                                               "tracing 0 now")
+    said = len(caplog.records)
+    attacher.summary()  # nothing changed since: nothing said
+    assert len(caplog.records) == said

@@ -24,7 +24,7 @@ READY_TIMEOUT_S = 30
 
 
 class Agent:
-    def __init__(self, ns, tmp_path, *args, name="agent", env=None):
+    def __init__(self, ns, tmp_path, *args, name="agent", env=None, cwd=None, command=FLOWCOLLECT):
         self.ns = ns
         self.log_path = tmp_path / f"{name}.log"
         self.stdout_path = tmp_path / f"{name}.out"
@@ -33,8 +33,8 @@ class Agent:
         with contextlib.ExitStack() as files:
             self._log = files.enter_context(open(self.log_path, "wb"))
             self._stdout = files.enter_context(open(self.stdout_path, "wb"))
-            self.process = ns.popen(FLOWCOLLECT, *args, stdout=self._stdout, stderr=self._log,
-                                    env={**os.environ, **(env or {})})
+            self.process = ns.popen(command, *args, stdout=self._stdout, stderr=self._log,
+                                    env={**os.environ, **(env or {})}, cwd=cwd)
             self._files = files.pop_all()
         self.wait_for_log("agent ready")
 

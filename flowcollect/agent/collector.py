@@ -36,7 +36,7 @@ from flowcollect.agent.worker_spec import WorkerSpec
 from flowcollect.export.ipfix import IpfixOptions
 from flowcollect.export.outputs import ExportSpec, FlowMetricsOptions
 from flowcollect.export.prometheus import health
-from flowcollect.interfaces.attacher import TcAttacher
+from flowcollect.interfaces.attacher import SUMMARY_PERIOD_S, TcAttacher
 from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import new_informer
 from flowcollect.interfaces.namer import InterfaceNamer
@@ -57,7 +57,7 @@ from flowcollect.records.layout import Rows
 from flowcollect.records.tally import Tally
 from flowcollect.settings.errors import FlowcollectError
 from flowcollect.settings.model import Settings
-from flowcollect.transport import curve, wire
+from flowcollect.transport import curve, endpoints, wire
 from flowcollect.transport.publish_proxy import SUBSCRIBER_HWM, PublishProxy
 
 log = logging.getLogger("flowcollect.collector")
@@ -85,6 +85,7 @@ class Collector:
         self.proxy: PublishProxy | None = None
         self.final_counters: Mapping[str, int] = {}
         self._counters_read = 0.0
+        self._summarized = time.monotonic()
         self._kernel_losses = LossLog(log, "lost in the kernel: the flow map and the ring buffer were both full "
                                            "(a larger cache_max_flows or ringbuf_size keeps them)")
         self._kernel_lost_seen = 0
@@ -94,24 +95,32 @@ class Collector:
 
     def run(self) -> int:
         config = self.config
-        agent_ip = self.agent_ip
-        kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
-                            ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode)
-        self.kernel = kernel
         rundir = RuntimeDir()
-        owners.claim(rundir.path, kernel.prog_ids())  # what `flowcollect cleanup` must leave alone
-        log.info("attaching with %s", "TCX links: they go with this process, whatever ends it"
-                 if kernel.attach_mode == "tcx" else "legacy clsact filters (if this agent is killed, "
-                 "`flowcollect cleanup` removes them)")
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        closers: list[Closer] = [rundir.remove, kernel.close]
-        if config.metrics_address:
-            # Before any process counts anything: every process then writes its metrics to this directory.
-            metrics_dir = health.enable_multiprocess()
-            owners.claim(metrics_dir)
-            closers.append(lambda: health.remove_multiprocess_directory(metrics_dir))
+        closers: list[Closer] = [rundir.remove]
         try:
-            self._run(config, agent_ip, kernel, rundir, ctx, closers)
+            # What another process may hold comes first: when one is taken, nothing has touched the kernel.
+            for endpoint in config.output:
+                if endpoint.kind == "zmq":
+                    held = endpoints.claim(endpoint.target)
+                    if held is not None:
+                        closers.append(held.release)
+            if config.metrics_address:
+                # Before any process counts anything: every process then writes its metrics to this directory.
+                metrics_dir = health.enable_multiprocess()
+                owners.claim(metrics_dir)
+                closers.append(lambda: health.remove_multiprocess_directory(metrics_dir))
+                closers.append(health.serve(config.metrics_address).shutdown)
+                log.info("serving Prometheus metrics on http://%s/metrics", config.metrics_address)
+            kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
+                                ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode)
+            self.kernel = kernel
+            closers.append(kernel.close)
+            owners.claim(rundir.path, kernel.prog_ids())  # what `flowcollect cleanup` must leave alone
+            log.info("attaching with %s", "TCX links: they go with this process, whatever ends it"
+                     if kernel.attach_mode == "tcx" else "legacy clsact filters (if this agent is killed, "
+                     "`flowcollect cleanup` removes them)")
+            self._run(config, self.agent_ip, kernel, rundir, ctx, closers)
         finally:
             for close in reversed(closers):
                 close()
@@ -156,7 +165,9 @@ class Collector:
             closers.append(proxy.finish_and_join)
         self.proxy = proxy
         specs = [self._worker_spec(i, rundir, bool(publish)) for i in range(workers)]
-        supervisor = Supervisor(specs, on_exit=self._worker_died, on_restart=self._worker_restarted)
+        supervisor = Supervisor(specs, on_exit=self._worker_died, on_restart=self._worker_restarted,
+                                last_heard=lambda index: self.links[index].last_heard,
+                                on_hung=lambda worker: health.worker_silenced())
         closers.append(lambda: supervisor.stop(grace_s=0.5))  # after an error: the normal path stopped them
 
         namer = InterfaceNamer()
@@ -165,7 +176,8 @@ class Collector:
         informer = new_informer(config.listen_interfaces, attacher.handle, config.listen_poll_period)
         informer.start()
         closers.append(informer.stop)  # after an error: the normal path stops it first
-        log.info("tracing %s", ", ".join(sorted(attacher.attached().values())) or "no interface yet")
+        attacher.started()
+        self.attacher = attacher
 
         map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
                                capacity=config.cache_max_flows, on_eviction=self._evicted_from_map)
@@ -189,10 +201,6 @@ class Collector:
             stage.start()
         # Runs before kernel.close(): no stage may be inside a native call when the kernel objects go.
         closers.append(lambda: self._stop_stages(stages))
-        if config.metrics_address:
-            server = health.serve(config.metrics_address)
-            closers.append(server.shutdown)
-            log.info("serving Prometheus metrics on http://%s/metrics", config.metrics_address)
         log.info("agent ready: %d workers, eviction every %ss, outputs %s", workers,
                  f"{config.cache_active_timeout:g}", ", ".join(str(o) for o in config.output))
         sd_notify.notify("READY=1")
@@ -284,8 +292,11 @@ class Collector:
     def _service(self, supervisor: Supervisor) -> None:
         if self.flags.reopen:
             self.flags.reopen = False
-            for worker in supervisor.alive():
+            alive = supervisor.alive()
+            for worker in alive:
                 worker.signal(signal.SIGHUP)
+            log.info("SIGHUP: %d workers reopen their JSON-lines files before their next write; settings are "
+                     "read only at start (a change needs a restart)", len(alive))
         self._read_status()
         supervisor.check()
         now = time.monotonic()
@@ -296,6 +307,9 @@ class Collector:
             kernel_lost = counters["ringbuf_reserve_failed"] + counters["no_flow_map"]
             self._kernel_losses.lost(kernel_lost - self._kernel_lost_seen)
             self._kernel_lost_seen = kernel_lost
+            if now - self._summarized >= SUMMARY_PERIOD_S:
+                self._summarized = now
+                self.attacher.summary()
             repaired = self.kernel.repair()
             if repaired:
                 health.reattached(repaired)

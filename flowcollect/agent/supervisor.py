@@ -1,10 +1,20 @@
-"""Worker processes: start, watch, restart, stop.
+"""Worker processes: start, watch, restart, stop; runs in the collector's main thread.
 
-Workers are separate interpreters (`python -m flowcollect.agent.worker`), started
-with their addresses and settings as JSON, never with sockets or a forked
-ZeroMQ context. They leave the terminal's session, so a Ctrl-C reaches only
-the collector, which then drains and tells them to stop; and they ask the
-kernel to signal them when the collector dies (PR_SET_PDEATHSIG).
+Workers are separate interpreters (`python -P -m flowcollect.agent.worker`),
+started with their addresses and settings as JSON, never with sockets or a
+forked ZeroMQ context, in `/` and with -P, so neither the folder the agent
+was started from nor its unbuilt source tree can shadow the installed
+package. They leave the terminal's session, so a Ctrl-C reaches only the
+collector, which then drains and tells them to stop; and they ask the kernel
+to signal them when the collector dies (PR_SET_PDEATHSIG).
+
+A worker sends STATUS every second (flowcollect/agent/worker.py). One that
+is silent for HEARTBEAT_TIMEOUT_S (stopped, hung, swapping to death) is
+killed and restarted like one that died. Restarts back off the way a crash
+loop needs and a single crash does not (RestartBackoff): a worker that dies
+as it starts waits twice as long each time, up to RESTART_MAX_S; one that
+had been running for QUIET_S is restarted after RESTART_BASE_S, however
+often it died before.
 """
 import contextlib
 import ctypes
@@ -20,7 +30,25 @@ from flowcollect.agent.worker_spec import WorkerSpec
 
 log = logging.getLogger(__name__)
 
-RESTART_BACKOFF_S = (0.2, 1.0, 5.0, 30.0)
+RESTART_BASE_S = 0.2
+RESTART_MAX_S = 30.0
+QUIET_S = 2.0  # a worker that runs this long has started: its death is no crash loop
+HEARTBEAT_TIMEOUT_S = 3.0  # three missed STATUS messages
+START_TIMEOUT_S = 15.0  # a new interpreter's imports, on a loaded host
+
+
+class RestartBackoff:
+    """The delay before a worker's next start (supervisord's startsecs rule): each instance that dies
+    within QUIET_S of its start doubles it, from RESTART_BASE_S to at most RESTART_MAX_S; an instance
+    that ran longer than that was not crash-looping, and its death starts the ladder again."""
+
+    def __init__(self) -> None:
+        self._quick_deaths = 0
+
+    def died(self, uptime_s: float) -> float:
+        """Count one death after uptime_s seconds of running; return the delay before the restart."""
+        self._quick_deaths = self._quick_deaths + 1 if uptime_s < QUIET_S else 0
+        return float(min(RESTART_MAX_S, RESTART_BASE_S * 2 ** self._quick_deaths))
 
 
 class WorkerProcess:
@@ -29,15 +57,26 @@ class WorkerProcess:
         self.spec = spec
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.started_at = 0.0
+        self.silenced = False  # this instance was killed for its silence
+        self.backoff = RestartBackoff()
         self._next_start = 0.0
 
     def start(self) -> None:
         # systemd hears from the collector only (NotifyAccess=main).
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowcollect.agent.worker", "--spec", self.spec.to_json()],
-            start_new_session=True, stdin=subprocess.DEVNULL, env=env)
+            [sys.executable, "-P", "-m", "flowcollect.agent.worker", "--spec", self.spec.to_json()],
+            start_new_session=True, stdin=subprocess.DEVNULL, env=env, cwd="/")
+        self.started_at = time.monotonic()
+        self.silenced = False
         log.info("worker %d started (pid %d)", self.index, self.process.pid)
+
+    def silent_for(self, now: float, last_heard: float) -> float:
+        """How long past its deadline this instance is without a STATUS (0 while it is in time)."""
+        if last_heard >= self.started_at:
+            return max(0.0, now - last_heard - HEARTBEAT_TIMEOUT_S)
+        return max(0.0, now - self.started_at - START_TIMEOUT_S)  # not heard from since it started
 
     @property
     def pid(self) -> int | None:
@@ -50,7 +89,7 @@ class WorkerProcess:
         return now >= self._next_start
 
     def schedule_restart(self, now: float) -> float:
-        delay = RESTART_BACKOFF_S[min(self.restarts, len(RESTART_BACKOFF_S) - 1)]
+        delay = self.backoff.died(now - self.started_at)
         self._next_start = now + delay
         self.restarts += 1
         return delay
@@ -62,13 +101,19 @@ class WorkerProcess:
 
 
 class Supervisor:
-    """Keeps N workers alive; `on_exit(worker, returncode)` hears about every death."""
+    """Keeps N workers alive; `on_exit(worker, returncode)` hears about every death, `on_hung(worker)`
+    about every worker killed for its silence; `last_heard(index)` is the monotonic time of worker
+    index's last STATUS (the collector reads them)."""
 
     def __init__(self, specs: Sequence[WorkerSpec], on_exit: Callable[[WorkerProcess, int | None], None] | None = None,
-                 on_restart: Callable[[WorkerProcess], None] | None = None) -> None:
+                 on_restart: Callable[[WorkerProcess], None] | None = None,
+                 last_heard: Callable[[int], float] | None = None,
+                 on_hung: Callable[[WorkerProcess], None] | None = None) -> None:
         self.workers = [WorkerProcess(i, spec) for i, spec in enumerate(specs)]
         self._on_exit = on_exit or (lambda worker, code: None)
         self._on_restart = on_restart or (lambda worker: None)
+        self._last_heard = last_heard
+        self._on_hung = on_hung or (lambda worker: None)
         self._stopping = False
         self._dead: dict[int, WorkerProcess] = {}
 
@@ -82,6 +127,7 @@ class Supervisor:
             return
         now = time.monotonic() if now is None else now
         for worker in self.workers:
+            self._kill_if_silent(worker, now)
             if worker.index not in self._dead and worker.exited() and worker.process is not None:
                 code = worker.process.returncode
                 delay = worker.schedule_restart(now)
@@ -93,6 +139,19 @@ class Supervisor:
                 del self._dead[worker.index]
                 worker.start()
                 self._on_restart(worker)
+
+    def _kill_if_silent(self, worker: WorkerProcess, now: float) -> None:
+        pid = worker.pid
+        if self._last_heard is None or pid is None or worker.silenced or worker.exited():
+            return
+        late = worker.silent_for(now, self._last_heard(worker.index))
+        if late > 0:
+            silent = now - max(worker.started_at, self._last_heard(worker.index))
+            log.error("worker %d (pid %d) sent no status for %.1f s (stopped or hung): killing it", worker.index,
+                      pid, silent)
+            worker.silenced = True
+            worker.signal(signal.SIGKILL)  # SIGKILL, unlike SIGTERM, also ends a stopped process
+            self._on_hung(worker)
 
     def alive(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.process is not None and not w.exited()]

@@ -63,6 +63,7 @@ class WorkerLink:
         self.lost = Tally()      # over all instances: sent to a worker that died before accounting for them
         self.needs_names = False
         self.down = False
+        self.last_heard = 0.0  # monotonic time of the current instance's last STATUS
         self.held: collections.deque[FlowBatch] = collections.deque()
         self.hold_limit_flows = queue_max_flows
 
@@ -122,6 +123,7 @@ class WorkerLink:
         if status.instance not in self.dead_instances:
             self.status = status
             self.down = False
+            self.last_heard = time.monotonic()  # the supervisor's heartbeat
 
     def totals(self) -> WorkerTotals:
         """What this worker did over all its instances, the current one as it last reported."""

@@ -63,6 +63,8 @@ class JsonLinesSink:
         if self.target == STDOUT:
             self._fd = self._stdout_fd
             return
+        # A folder of its own (/var/log/flowcollect/...) is made if missing, as systemd's LogsDirectory= would.
+        os.makedirs(os.path.dirname(self.target) or ".", mode=0o750, exist_ok=True)
         # O_APPEND: every write lands at the end, even with other writers on the file.
         self._fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 

@@ -7,6 +7,13 @@
   first address of IFACE).
 - agent_ip_type: `any` (IPv4 preferred), `ipv4` or `ipv6`.
 
+The agent IP is a label on the records, so a host where the setting finds no
+address (bridge ports with none, no default route) still runs:
+choose_agent_ip() falls back to the first address of a traced interface, then
+of any up interface, then to a loopback address, and says why (one warning at
+start; --check-config prints it). resolve_agent_ip() is the seed's strict
+form: it raises instead.
+
 `external` asks the routing table by connect()ing a UDP socket: that picks a
 route and a source address and sends no packet. The target is a documentation
 address (RFC 5737 / RFC 3849): like any address outside the host's own
@@ -96,14 +103,28 @@ def _first(addresses: Sequence[HostAddress], versions: tuple[int, ...],
     return None
 
 
+class NoAgentAddress(ConfigError):
+    """agent_ip_iface found no address on this host (choose_agent_ip then falls back)."""
+
+
+@dataclass(frozen=True)
+class AgentIpChoice:
+    """The agent IP and how it was chosen; `fallback`: the setting found none, and `how` says why."""
+
+    address: IPAddress
+    how: str
+    fallback: bool = False
+
+
 def _from_external(versions: tuple[int, ...], addresses: Callable[[], list[HostAddress]],
-                   route: Callable[[int], IPAddress | None]) -> IPAddress | None:
+                   route: Callable[[int], IPAddress | None]) -> tuple[IPAddress | None, str]:
     for version in versions:
         source = route(version)
         if source is not None:
-            return source
+            return source, "the source address of the route to the outside"
     return _first(addresses(), versions, lambda h: (
-        h.up and not h.loopback and h.usable and h.scope == RT_SCOPE_UNIVERSE))
+        h.up and not h.loopback and h.usable and h.scope == RT_SCOPE_UNIVERSE)), \
+        "the first global address of an up interface (no route to the outside)"
 
 
 def _is_loopback(host: HostAddress) -> bool:
@@ -119,7 +140,14 @@ def _from_interface(mine: list[HostAddress], versions: tuple[int, ...]) -> IPAdd
 def resolve_agent_ip(agent_ip: str = "", agent_ip_iface: str = IFACE_EXTERNAL, agent_ip_type: str = "any", *,
                      addresses: Callable[[], list[HostAddress]] = host_addresses,
                      route: Callable[[int], IPAddress | None] = routed_source) -> IPAddress:
-    """The agent IP for these settings, as an ipaddress object; ConfigError when there is none.
+    """The agent IP for these settings, as an ipaddress object; ConfigError when there is none
+    (NoAgentAddress when the settings are good but this host has no such address)."""
+    return _resolve(agent_ip, agent_ip_iface, agent_ip_type, addresses, route).address
+
+
+def _resolve(agent_ip: str, agent_ip_iface: str, agent_ip_type: str, addresses: Callable[[], list[HostAddress]],
+             route: Callable[[int], IPAddress | None]) -> AgentIpChoice:
+    """resolve_agent_ip(), with how the address was chosen.
 
     Every setting is checked (by its parser in the settings table), even those
     an explicit agent_ip makes moot, so that --check-config reports them.
@@ -133,26 +161,52 @@ def resolve_agent_ip(agent_ip: str = "", agent_ip_iface: str = IFACE_EXTERNAL, a
         address = ipaddress.ip_address(explicit)
         if address.version not in _versions(agent_ip_type):
             raise ConfigError(f"agent_ip: {agent_ip!r} is not an {agent_ip_type} address, as agent_ip_type asks")
-        return address
+        return AgentIpChoice(address, "agent_ip")
     versions = _versions(agent_ip_type)
     if agent_ip_iface == IFACE_EXTERNAL:
-        found = _from_external(versions, addresses, route)
+        found, how = _from_external(versions, addresses, route)
         why = ("no route to the outside and no global address on an up interface; "
                "set agent_ip or agent_ip_iface=name:IFACE")
     elif agent_ip_iface == IFACE_LOCAL:
-        found = _first(addresses(), versions, _is_loopback)
+        found, how = _first(addresses(), versions, _is_loopback), "a loopback address (agent_ip_iface local)"
         why = "the loopback interface has none (is lo up?)"
     else:
         name = agent_ip_iface[len(AGENT_IP_IFACE_NAMED):]
         mine = [h for h in addresses() if h.interface == name]
         if not mine and not _link_exists(name):
             raise ConfigError(f"agent_ip_iface: there is no interface named {name!r}")
-        found = _from_interface(mine, versions)
+        found, how = _from_interface(mine, versions), f"the first address of {name}"
         why = f"interface {name!r} has none"
     if found is None:
         family = "" if agent_ip_type == "any" else f"{agent_ip_type} "
-        raise ConfigError(f"agent_ip_iface: no {family}address for {agent_ip_iface}: {why}")
-    return found
+        raise NoAgentAddress(f"agent_ip_iface: no {family}address for {agent_ip_iface}: {why}")
+    return AgentIpChoice(found, how)
+
+
+def choose_agent_ip(agent_ip: str = "", agent_ip_iface: str = IFACE_EXTERNAL, agent_ip_type: str = "any", *,
+                    traced: Callable[[str], bool] = lambda name: False,
+                    addresses: Callable[[], list[HostAddress]] = host_addresses,
+                    route: Callable[[int], IPAddress | None] = routed_source) -> AgentIpChoice:
+    """resolve_agent_ip(), but where the settings find no address on this host, the first address
+    of an interface the agent traces (`traced(name)`), of any up one, then a loopback address."""
+    try:
+        return _resolve(agent_ip, agent_ip_iface, agent_ip_type, addresses, route)
+    except NoAgentAddress as exc:
+        problem = str(exc)
+    versions = _versions(agent_ip_type)
+    known = addresses()
+    fallbacks: tuple[tuple[str, Callable[[HostAddress], bool]], ...] = (
+        ("the first address of a traced interface", lambda h: traced(h.interface) and not h.loopback),
+        ("the first address of an up interface", lambda h: h.up and not h.loopback),
+        ("a loopback address", _is_loopback))
+    for what, keep in fallbacks:
+        found = _from_interface([h for h in known if h.usable and keep(h)], versions)
+        if found is not None:
+            return AgentIpChoice(found, f"{what}, as {problem}", fallback=True)
+    # Not even lo has one (it is down): the loopback address still names this host.
+    found = ipaddress.IPv4Address("127.0.0.1") if versions[0] == 4 else ipaddress.IPv6Address("::1")
+    return AgentIpChoice(found, f"the loopback address, as {problem} and this host has no address at all",
+                         fallback=True)
 
 
 def _link_exists(name: str) -> bool:

@@ -6,6 +6,7 @@ value that is not accepted is one ConfigError naming where it came from.
 """
 import argparse
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,10 +22,12 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 @dataclass(frozen=True)
 class Resolved:
-    """The effective settings and, per setting, where its value came from: default | file | env | flag."""
+    """The effective settings and, per setting, where its value came from: default | file | env | flag;
+    warnings: what looks like a mistake but stops nothing (an unknown FLOWCOLLECT_* variable)."""
 
     settings: Settings
     sources: Mapping[str, str]
+    warnings: tuple[str, ...] = ()
 
     def render(self) -> str:
         """TOML that --config accepts back, each line annotated with where its value came from."""
@@ -60,6 +63,8 @@ def read_file(path: str) -> dict[str, Any]:
             return tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"--config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path}: not valid TOML ({exc})") from None
 
@@ -89,7 +94,19 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str],
         else:
             values[name] = _apply(setting, raw, setting.flag)
         sources[name] = "flag"
-    return Resolved(dataclasses.replace(Settings(), **values), sources)
+    return Resolved(dataclasses.replace(Settings(), **values), sources, unknown_variables(environ))
+
+
+def unknown_variables(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """A warning for every FLOWCOLLECT_* variable that is no setting: a typo would otherwise go unseen."""
+    known = [s.env for s in SETTINGS] + [CONFIG_ENV]
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            warnings.append(f"{name} is not a flowcollect setting{hint}: it is ignored")
+    return tuple(warnings)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -16,6 +16,7 @@ import zmq
 
 from flowcollect.pipeline.log_backoff import LossLog
 from flowcollect.records.tally import Tally
+from flowcollect.settings.errors import ConfigError
 from flowcollect.transport import wire
 from flowcollect.transport.endpoints import restrict_socket, secure_ipc_endpoint
 
@@ -80,7 +81,10 @@ class PublishProxy(threading.Thread):
             xsub.bind(self._internal)
             for endpoint in self._public:
                 path = secure_ipc_endpoint(endpoint)
-                xpub.bind(endpoint)
+                try:
+                    xpub.bind(endpoint)
+                except zmq.ZMQError as exc:  # a tcp port in use, an address not of this host
+                    raise ConfigError(f"zmq output {endpoint}: {exc.strerror}") from None
                 restrict_socket(path)
         except Exception as exc:  # reported to the starting thread, which raises it
             self.error = exc

@@ -34,6 +34,7 @@ from prometheus_client.exposition import start_http_server
 
 from flowcollect.records.tally import LOSS_CAUSES
 from flowcollect.settings.addresses import host_port
+from flowcollect.settings.errors import ConfigError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EVICTION_REASONS = ("timer", "map_filling", "map_full", "ring_buffer", "shutdown")
@@ -88,7 +89,10 @@ def scrape_registry() -> prometheus_client.CollectorRegistry:
 def serve(address: str) -> WSGIServer:
     """Serve /metrics on HOST:PORT (an empty host: every address) in a thread; returns the server (.shutdown())."""
     host, port = host_port(address, default_host="0.0.0.0")
-    server, _thread = start_http_server(port, addr=host, registry=scrape_registry())
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=scrape_registry())
+    except OSError as exc:  # the port in use, an address not of this host
+        raise ConfigError(f"--metrics-address {address}: {exc.strerror}") from None
     return server
 
 
@@ -119,6 +123,8 @@ class _Metrics:
                                         ["output"])
         self.export_errors = counter("flowcollect_export_errors_total", "Failed writes or sends, by output", ["output"])
         self.worker_restarts = counter("flowcollect_worker_restarts_total", "Worker processes restarted after a crash")
+        self.workers_silenced = counter("flowcollect_workers_silenced_total",
+                                        "Workers killed (then restarted) for sending no status: stopped or hung")
         self.reattached = counter("flowcollect_reattached_total",
                                   "Attachments of ours someone removed, put back by the agent")
         self.capped_flows = counter(
@@ -172,6 +178,10 @@ def drain_finished(seconds: float, flows: int, capacity: int) -> None:
 
 def worker_restarted() -> None:
     metrics().worker_restarts.inc()
+
+
+def worker_silenced() -> None:
+    metrics().workers_silenced.inc()
 
 
 def reattached(count: int) -> None:
