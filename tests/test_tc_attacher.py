@@ -1,5 +1,6 @@
 """Informer -> TC attach/detach: first the decisions with a fake kernel, then the real programs
 following real interfaces in a namespace, counting the packets sent over them."""
+import errno
 import logging
 import socket
 import time
@@ -22,14 +23,18 @@ INGRESS, EGRESS = lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS
 
 
 class FakeKernel:
-    """attach/detach recorded; the indexes in `refuse` fail their next attach."""
+    """attach/detach recorded; the indexes in `refuse` fail their next attach, those in `gone` every one
+    (the interface went away before the attach: ENODEV)."""
 
-    def __init__(self, refuse=()):
+    def __init__(self, refuse=(), gone=()):
         self.calls = []
         self.refuse = set(refuse)
+        self.gone = set(gone)
 
     def attach(self, ifindex):
         self.calls.append(("attach", ifindex))
+        if ifindex in self.gone:
+            raise NativeError(errno.ENODEV, f"attaching the ingress TCX link to ifindex {ifindex}: No such device")
         if ifindex in self.refuse:
             self.refuse.discard(ifindex)
             raise NativeError(95, f"attaching the ingress TC program to ifindex {ifindex}")
@@ -64,6 +69,15 @@ def test_a_refused_attach_is_logged_not_fatal_and_retried_on_the_next_added(capl
     announce(attacher, (ADDED, "odd0", 3))
     assert attacher.attached() == {3: "odd0", 4: "eth0"}
     assert kernel.calls == [("attach", 3), ("attach", 4), ("attach", 3)]
+
+
+def test_an_interface_gone_before_its_attach_is_no_warning(caplog):
+    attacher = TcAttacher(FakeKernel(gone={7}), InterfaceFilter())
+    with caplog.at_level(logging.DEBUG, logger="flowcollect.interfaces.attacher"):
+        announce(attacher, (ADDED, "veth7", 7), (DELETED, "veth7", 7))
+    assert attacher.attached() == {}
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "veth7 (ifindex 7) went away before we could trace it" in caplog.text
 
 
 def test_deleted_forgets_and_a_rename_is_judged_by_the_new_name():

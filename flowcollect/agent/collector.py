@@ -10,7 +10,7 @@ and the publishing proxy each run in their own; the main thread waits on the
 one channel both evicting stages feed, forwards what is ready as a few large
 batches, reads the workers' status and restarts the ones that die. Every
 queue is bounded in flows (queue_max_flows). Signal handlers only set flags.
-On SIGTERM/SIGINT: no more attaching, our TC filters removed, the last
+On SIGTERM/SIGINT: no more attaching, our programs detached, the last
 swap-and-drains, every batch forwarded (waiting for room), STOP to every
 worker, workers waited for, and the ledger (ledger.py) in the last log line;
 exit 0.
@@ -130,7 +130,7 @@ class Collector:
         if unaccounted:
             log.error("the ledger does not add up: %s packets unaccounted for", unaccounted)
         log.info("stopped: %d packets seen, %d exported, %d sampled out, %d deduplicated, %d lost%s; "
-                 "our TC filters removed", ledger["packets_seen"], ledger["packets_exported"],
+                 "our programs detached", ledger["packets_seen"], ledger["packets_exported"],
                  ledger["packets_sampled_out"], ledger["packets_deduplicated"], ledger["packets_lost"],
                  _causes(ledger["lost_by_cause"]), extra=logs.fields(**ledger))
         return 0
@@ -206,7 +206,7 @@ class Collector:
         sd_notify.notify("READY=1")
 
         self._forward_until_stopped(evicted, supervisor)
-        log.info("stopping: our TC filters removed, the last swap-and-drain, then every flow to the workers")
+        log.info("stopping: our programs detached, the last swap-and-drain, then every flow to the workers")
         sd_notify.notify("STOPPING=1")
         informer.stop()  # no interface is attached from here on...
         kernel.detach_all()  # ...nor counted: what was counted is all in the maps and the ring buffer

@@ -9,6 +9,7 @@ Each attach and detach is logged at debug: a host where containers come and
 go churns thousands of veths an hour. summary(), which the collector calls
 every SUMMARY_PERIOD_S, says at info what changed since the last one.
 """
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Protocol
 from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import ADDED, Event, Interface
 from flowcollect.interfaces.namer import InterfaceNamer
+from flowcollect.kernel.errors import NativeError
 from flowcollect.settings.errors import FlowcollectError
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,11 @@ class TcAttacher:
         try:
             operation(iface.index)
         except FlowcollectError as exc:
+            if isinstance(exc, NativeError) and exc.errno == errno.ENODEV:
+                # Gone before we got to it (containers' veths come and go by the hundred): nothing to say.
+                log.debug("interface %s (ifindex %d) went away before we could %s it", iface.name, iface.index,
+                          action)
+                return False
             log.warning("cannot %s interface %s (ifindex %d): %s%s", action, iface.name, iface.index, exc, then)
             return False
         return True
