@@ -9,10 +9,12 @@ ARGS ?=
 
 # Build: clang/llvm + libbpf-dev + bpftool for the BPF object and its skeleton, gcc and the
 # Python headers for the cffi extension. Tests and benchmarks: iproute2 (namespaces, tc),
-# nfdump (IPFIX collector), traffic tools, the peer flow agents, and systemd-analyze for the unit.
+# nfdump and pmacct (IPFIX/NetFlow collectors), traffic tools, the peer flow agents, tshark (the
+# independent count of a capture), prometheus and promtool, tmux (the terminal view), and
+# systemd-analyze for the unit.
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool gcc make git \
 	python3 python3-venv python3-dev iproute2 ethtool procps util-linux systemd \
-	iperf3 netsniff-ng tcpdump tcpreplay nfdump softflowd pmacct
+	iperf3 netsniff-ng tcpdump tcpreplay tshark nfdump softflowd pmacct prometheus tmux
 APT_STAMP := build/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 VENV_STAMP := $(VENV)/.installed
 NATIVE_SOURCES := pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py bpf/*.c bpf/*.h)
