@@ -55,6 +55,9 @@ __u64 fc_flows_inserted = 0;
 const volatile __u32 fc_sampling = 0; /* 1 in N packets; 0 and 1 mean every packet */
 const volatile __u8 fc_direction_mask = FC_TRACE_BOTH;
 const volatile __u8 fc_debug = 0;
+/* Replay (flowcollect replay): the frame's skb->tstamp is its capture time, and the flow's times
+ * come from it. A constant of the loaded object: live, the verifier removes the branch. */
+const volatile __u8 fc_replay = 0;
 
 struct fc_flow_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -385,7 +388,7 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	bytes = skb->len;
 	if (pkt.segments > 1 && pkt.header_len)
 		bytes += (pkt.segments - 1) * pkt.header_len;
-	now = bpf_ktime_get_ns();
+	now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
 
 	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
 	if (!flows) {

@@ -7,6 +7,7 @@ endpoint another agent holds, a port in use). Every error is one line on
 stderr.
 """
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -16,7 +17,7 @@ from flowcollect.settings import sources
 from flowcollect.settings.addresses import DEFAULT_PUBLIC_ENDPOINT
 from flowcollect.settings.errors import ConfigError, FlowcollectError
 
-COMMANDS = ("run", "sub", "keygen", "cleanup")
+COMMANDS = ("run", "sub", "replay", "keygen", "cleanup")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="file with the agent's CURVE public key (FILE.pub from `flowcollect keygen FILE`)")
     curve_key.add_argument("--curve-server-key", metavar="KEY", default=None,
                            help="the agent's CURVE public key (Z85); give it as --curve-server-key=KEY")
+    replay = commands.add_parser("replay", help="count the flows of a capture (pcap, pcapng) with the same "
+                                 "kernel programs and pipeline, to the outputs (default jsonl:-)")
+    replay.add_argument("capture", metavar="FILE", help="a pcap or pcapng capture of Ethernet frames")
+    sources.add_setting_arguments(replay)
+    replay.add_argument("--config", metavar="FILE", help=f"TOML file of settings [env {sources.CONFIG_ENV}]")
     cleanup = commands.add_parser("cleanup",
                                   help="remove what agents that are gone left behind (never a running one's)")
     cleanup.add_argument("--interfaces", default="", help="comma-separated names (default: every interface)")
@@ -72,6 +78,24 @@ def run_agent(args: argparse.Namespace) -> int:
     collector = Collector(settings, str(agent_ip.address))
     collector.install_signal_handlers()
     return collector.run()
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from flowcollect.agent import preflight
+    from flowcollect.agent.replay import check_outputs, replay
+    from flowcollect.settings.values import OutputSpec
+
+    resolved = sources.from_arguments(args)
+    settings = resolved.settings
+    if resolved.sources["output"] == "default":  # the agent's default adds a zmq endpoint, which needs an agent
+        settings = dataclasses.replace(settings, output=(OutputSpec("jsonl", "-"),))
+    check_outputs(settings)
+    verdict = preflight.check(settings, resolved.warnings)
+    logs.setup(settings.log_level)
+    for warning in verdict.warnings:
+        if not warning.startswith("interfaces:"):  # a capture's interfaces are not this host's
+            logging.getLogger("flowcollect").warning("%s", warning)
+    return replay(args.capture, settings, str(verdict.agent_ip.address))
 
 
 def subscribe(args: argparse.Namespace) -> int:
@@ -111,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "sub":
             return subscribe(args)
+        if args.command == "replay":
+            return run_replay(args)
         return run_agent(args)
     except FlowcollectError as exc:
         print(f"flowcollect: {exc}", file=sys.stderr)

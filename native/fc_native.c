@@ -266,6 +266,7 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 	agent->skel->rodata->fc_sampling = opts->sampling;
 	agent->skel->rodata->fc_direction_mask = opts->direction_mask;
 	agent->skel->rodata->fc_debug = opts->debug;
+	agent->skel->rodata->fc_replay = opts->replay;
 	if ((err = bpf_map__set_max_entries(agent->skel->maps.fc_flows_a, opts->max_flows)) ||
 	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_flows_b, opts->max_flows)) ||
 	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_ringbuf, opts->ringbuf_bytes))) {
@@ -649,6 +650,31 @@ long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out
 	if (err < 0 && err != -ENOBUFS && err != -EINTR)
 		return fc_fail(err, "consuming the ring buffer");
 	return (long)agent->sink.n;
+}
+
+long fc_agent_replay(struct fc_agent *agent, const __u8 *data, const struct fc_replay_frame *frames, __u64 n,
+		     __u64 stop_after_inserted)
+{
+	int progs[2] = { bpf_program__fd(agent->skel->progs.fc_ingress), bpf_program__fd(agent->skel->progs.fc_egress) };
+	__u64 start = fc_agent_flows_inserted(agent);
+	__u64 i;
+
+	for (i = 0; i < n; i++) {
+		const struct fc_replay_frame *frame = &frames[i];
+		/* The skb's timestamp carries the capture time to the program (bpf/flows.bpf.c, fc_replay). */
+		struct __sk_buff ctx = { .tstamp = frame->tstamp_ns };
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data + frame->offset, .data_size_in = frame->length,
+			    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1);
+		int err;
+
+		if (stop_after_inserted && fc_agent_flows_inserted(agent) - start >= stop_after_inserted)
+			break;
+		err = bpf_prog_test_run_opts(progs[frame->egress ? 1 : 0], &opts);
+		if (err)
+			return fc_fail(err, "running frame %llu of the capture through the programs",
+				       (unsigned long long)i);
+	}
+	return (long)i;
 }
 
 __u64 fc_agent_flows_inserted(struct fc_agent *agent)

@@ -38,6 +38,7 @@ struct fc_load_opts {
 	__u8 direction_mask;  /* enum fc_direction_mask */
 	__u8 debug;
 	__u8 attach_mode;     /* FC_ATTACH_* */
+	__u8 replay;          /* 1: flow times are the frames' skb->tstamp (fc_agent_replay), not the clock */
 };
 
 /* What one swap-and-drain cost, for the agent's own metrics. */
@@ -48,6 +49,14 @@ struct fc_drain_stats {
 	__u32 used_batch_ops; /* 1 = batch syscalls, 0 = get-next-key fallback */
 };
 
+/* One frame of a capture for fc_agent_replay (flowcollect/agent/replay.py builds them). */
+struct fc_replay_frame {
+	__u64 offset;     /* of the frame in the data buffer */
+	__u32 length;     /* bytes on the wire; the buffer holds that many (padded where the capture cut it) */
+	__u32 egress;     /* 1: through fc_egress (a pcapng outbound frame), 0: fc_ingress */
+	__u64 tstamp_ns;  /* capture time, epoch ns: becomes the flow's first/last seen time */
+};
+
 struct fc_agent;
 
 const char *fc_last_error(void);
@@ -55,6 +64,12 @@ int fc_num_possible_cpus(void);
 
 int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
 void fc_agent_close(struct fc_agent *agent);
+
+/* Run captured frames through the programs (BPF_PROG_TEST_RUN, on the calling CPU) in order,
+ * until all n ran or the flow maps gained stop_after_inserted new flows since the call (the
+ * caller then swaps and drains, so the map never fills). Returns the frames that ran, or -errno. */
+long fc_agent_replay(struct fc_agent *agent, const __u8 *data, const struct fc_replay_frame *frames, __u64 n,
+		     __u64 stop_after_inserted);
 
 /* Attach the enabled programs on ifindex (in the caller's network namespace),
  * beside any qdisc, filters and TCX programs already there; detach removes only ours.

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import zmq
 
 from flowcollect.agent import logs, sd_notify
-from flowcollect.agent.ledger import account
+from flowcollect.agent.ledger import account, describe
 from flowcollect.agent.runtime import RuntimeDir
 from flowcollect.agent.signals import SignalFlags
 from flowcollect.agent.supervisor import Supervisor, WorkerProcess
@@ -129,10 +129,7 @@ class Collector:
         unaccounted = ledger.get("packets_unaccounted")
         if unaccounted:
             log.error("the ledger does not add up: %s packets unaccounted for", unaccounted)
-        log.info("stopped: %d packets seen, %d exported, %d sampled out, %d deduplicated, %d lost%s; "
-                 "our programs detached", ledger["packets_seen"], ledger["packets_exported"],
-                 ledger["packets_sampled_out"], ledger["packets_deduplicated"], ledger["packets_lost"],
-                 _causes(ledger["lost_by_cause"]), extra=logs.fields(**ledger))
+        log.info("stopped: %s; our programs detached", describe(ledger), extra=logs.fields(**ledger))
         return 0
 
     def summary(self) -> dict[str, object]:
@@ -392,10 +389,3 @@ class Collector:
     def _worker_restarted(self, worker: WorkerProcess) -> None:
         health.worker_restarted()
         self.links[worker.index].needs_names = bool(self.names_sent)
-
-
-def _causes(lost: object) -> str:
-    """' (cause n, ...)' of the stop line's losses, or nothing."""
-    if not isinstance(lost, dict) or not any(lost.values()):
-        return ""
-    return " (" + ", ".join(f"{cause} {n}" for cause, n in lost.items() if n) + ")"

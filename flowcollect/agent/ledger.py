@@ -72,6 +72,17 @@ class Ledger:
 _KERNEL_CAUSES = ("ring_buffer_full", "no_flow_map")
 
 
+def describe(fields: Mapping[str, object]) -> str:
+    """The stop line's words for Ledger.fields(): packets seen, exported, ..., lost (by cause)."""
+    lost = fields["lost_by_cause"]
+    causes = ""
+    if isinstance(lost, dict) and any(lost.values()):
+        causes = " (" + ", ".join(f"{cause} {n}" for cause, n in lost.items() if n) + ")"
+    return (f"{fields['packets_seen']} packets seen, {fields['packets_exported']} exported, "
+            f"{fields['packets_sampled_out']} sampled out, {fields['packets_deduplicated']} deduplicated, "
+            f"{fields['packets_lost']} lost{causes}")
+
+
 def _lost_packets(output: OutputTally) -> int:
     return output.lost_total().packets
 

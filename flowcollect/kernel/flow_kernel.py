@@ -25,6 +25,13 @@ DIRECTION_MASKS = {
 ATTACH_MODES = {"auto": lib.FC_ATTACH_AUTO, "tcx": lib.FC_ATTACH_TCX, "tc": lib.FC_ATTACH_TC}
 DEFAULT_RINGBUF_BYTES = 1 << 22
 RINGBUF_BATCH = 4096
+# struct fc_replay_frame as numpy sees it, from the C compiler's offsets (native/fc_native.h is its one definition).
+_REPLAY_FRAME = np.dtype({
+    "names": ["offset", "length", "egress", "tstamp_ns"],
+    "formats": [np.uint64, np.uint32, np.uint32, np.uint64],
+    "offsets": [ffi.offsetof("struct fc_replay_frame", name) for name in ("offset", "length", "egress", "tstamp_ns")],
+    "itemsize": ffi.sizeof("struct fc_replay_frame"),
+})
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class FlowKernel:
 
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
                  ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False,
-                 attach_mode: str = "auto") -> None:
+                 attach_mode: str = "auto", replay: bool = False) -> None:
         require_kernel_privileges()
         opts = ffi.new("struct fc_load_opts *", {
             "max_flows": max_flows,
@@ -64,6 +71,7 @@ class FlowKernel:
             "direction_mask": DIRECTION_MASKS[direction],
             "debug": int(debug),
             "attach_mode": ATTACH_MODES[attach_mode],
+            "replay": int(replay),
         })
         out = ffi.new("struct fc_agent **")
         check(lib.fc_agent_open(opts, out))
@@ -124,6 +132,18 @@ class FlowKernel:
     def flows_inserted(self) -> int:
         """New flows the programs have inserted into the flow maps since load (no syscall: cheap to poll)."""
         return int(lib.fc_agent_flows_inserted(self._agent))
+
+    def replay(self, data: bytearray, offsets: np.ndarray, lengths: np.ndarray, tstamps_ns: np.ndarray,
+               egress: np.ndarray, stop_after_inserted: int = 0) -> int:
+        """Run captured frames through the programs, in order (a FlowKernel made with replay=True: the
+        flows' times are the frames' tstamps_ns, epoch ns). Stops early once the flow maps gained
+        stop_after_inserted new flows (0: never); returns how many frames ran."""
+        n = len(offsets)
+        frames = ffi.new("struct fc_replay_frame[]", max(1, n))
+        view = np.frombuffer(ffi.buffer(frames), dtype=_REPLAY_FRAME, count=n)
+        view["offset"], view["length"], view["egress"], view["tstamp_ns"] = offsets, lengths, egress, tstamps_ns
+        return check(lib.fc_agent_replay(self._agent, ffi.from_buffer("__u8[]", data), frames, n,
+                                         stop_after_inserted))
 
     def swap_and_drain(self, out: np.ndarray | None = None) -> tuple[np.ndarray, DrainStats]:
         """Swap the flow maps and drain the retired one.
