@@ -18,10 +18,16 @@ from flowcollect.settings.addresses import DEFAULT_PUBLIC_ENDPOINT
 from flowcollect.settings.errors import ConfigError, FlowcollectError
 
 COMMANDS = ("run", "sub", "replay", "keygen", "cleanup")
+MAIN_OPTIONS = ("interfaces", "output", "cache_active_timeout", "cache_max_flows", "metrics_address", "log_level")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = sources.OneLineParser(prog="flowcollect", description="eBPF network-flow agent.")
+    parser = sources.OneLineParser(
+        prog="flowcollect", description="eBPF network-flow agent.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="With no command, flowcollect runs the agent. Its main options (every one: flowcollect run --help;\n"
+               "each also an environment variable and a config-file key, docs/configuration.md):\n"
+               + sources.options_summary(MAIN_OPTIONS) + "\n  --config FILE".ljust(41) + "TOML file of settings")
     parser.add_argument("--version", action="version", version=f"flowcollect {__version__}")
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run the agent (the default command)")

@@ -155,3 +155,24 @@ def test_docs_configuration_lists_every_setting_as_declared():
         doc = f.read()
     assert sources.settings_table() in doc, (
         "regenerate the table: python -c 'from flowcollect.settings import sources; print(sources.settings_table())'")
+
+
+def test_run_help_says_each_default_once_and_what_each_option_takes():
+    result = run("run", "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert text.count("(default:") == len(model.SETTINGS)
+    assert "(default: )" not in text and "(default: derived)" not in text
+    for option in ("--listen-interfaces watch|poll", "--direction both|ingress|egress",
+                   "--log-level debug|info|warning|error", "--agent-ip-type any|ipv4|ipv6",
+                   "--cache-active-timeout DURATION", "--ringbuf-size SIZE", "--output SPEC",
+                   "--metrics-address HOST:PORT", "(default: every interface)", "(default: CPU count - 1, at least 1)"):
+        assert option in text, option
+
+
+def test_top_level_help_lists_the_commands_and_the_agent_s_main_options():
+    result = run("--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    for text in ("run", "sub", "replay", "cleanup", "keygen", "--interfaces LIST", "--output SPEC",
+                 "--cache-active-timeout DURATION", "--config FILE", "flowcollect run --help"):
+        assert text in result.stdout, text

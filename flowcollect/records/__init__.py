@@ -1,4 +1,4 @@
-"""Records: what one flow is in user space — the numpy layout of bpf/flow.h, the batch, its JSON text — and capture files.
+"""Records: one flow in user space (the numpy layout of bpf/flow.h, the batch, its JSON text), and capture files.
 
 Imported by every process: the collector and the workers, and subscribers, so nothing here loads libbpf.
 """

@@ -34,6 +34,14 @@ class Setting:
     show: Callable[[Any], str] = str
     switch: bool = False      # a boolean flag: --name / --no-name
     repeatable: bool = False  # the flag may be given several times; values accumulate
+    metavar: str = "N"        # what the flag takes, in --help: N, DURATION, watch|poll, ...
+    default_text: str = ""    # the default in words, where the value alone says nothing ("" or derived)
+
+    def default_shown(self) -> str:
+        """The default as --help and docs/configuration.md show it."""
+        if self.default_text:
+            return self.default_text
+        return self.show(self.default) if not self.switch else ("on" if self.default else "off")
 
     @property
     def flag(self) -> str:
@@ -45,10 +53,16 @@ class Setting:
 
 
 def _setting(default: T, parse: Callable[[object], T], help: str, show: Callable[[Any], str] = str, *,
-             switch: bool = False, repeatable: bool = False) -> T:
+             metavar: str = "N", default_text: str = "", switch: bool = False, repeatable: bool = False) -> T:
     """A Settings field: its default, and the rest of its table row in the field's metadata."""
-    row = {"parse": parse, "help": help, "show": show, "switch": switch, "repeatable": repeatable}
+    row = {"parse": parse, "help": help, "show": show, "switch": switch, "repeatable": repeatable,
+           "metavar": metavar, "default_text": default_text}
     return field(default=default, metadata={"setting": row})
+
+
+def _choice(default: str, options: tuple[str, ...], help: str) -> str:
+    """A setting that takes one of `options` (listed in --help as its metavar)."""
+    return _setting(default, v.choice(*options), help, metavar="|".join(options))
 
 
 def _list_show(values: tuple[object, ...]) -> str:
@@ -64,75 +78,80 @@ class Settings:
     """The agent's effective settings (defaults < config file < environment < flags)."""
 
     interfaces: tuple[str, ...] = _setting(
-        (), v.interface_list, "interfaces to trace: comma-separated names or /regex/ (default: every interface)",
-        _list_show)
+        (), v.interface_list, "interfaces to trace: comma-separated names or /regex/", _list_show,
+        metavar="LIST", default_text="every interface")
     exclude_interfaces: tuple[str, ...] = _setting(
-        ("lo",), v.interface_list, "interfaces never traced, same syntax; exclusion wins", _list_show)
-    listen_interfaces: str = _setting(
-        "watch", v.choice("watch", "poll"), "how new interfaces are found: netlink events (watch) or polling (poll)")
+        ("lo",), v.interface_list, "interfaces never traced, same syntax; exclusion wins", _list_show,
+        metavar="LIST")
+    listen_interfaces: str = _choice(
+        "watch", ("watch", "poll"), "how new interfaces are found: netlink events (watch) or polling (poll)")
     listen_poll_period: float = _setting(
-        10.0, v.duration, "polling period when listen_interfaces is poll", format_duration)
-    direction: str = _setting("both", v.choice("both", "ingress", "egress"), "which TC hooks count packets")
+        10.0, v.duration, "polling period when listen_interfaces is poll", format_duration, metavar="DURATION")
+    direction: str = _choice("both", ("both", "ingress", "egress"), "which TC hooks count packets")
     cache_max_flows: int = _setting(
         5000, v.integer(1, MAX_FLOWS_LIMIT),
         "flows each of the two kernel maps holds; the active one is swapped out before it fills")
     cache_active_timeout: float = _setting(
-        5.0, v.duration, "eviction period of the kernel map (e.g. 200ms, 5s, 1m)", format_duration)
+        5.0, v.duration, "eviction period of the kernel map (e.g. 200ms, 5s, 1m)", format_duration,
+        metavar="DURATION")
     accounter_max_flows: int | None = _setting(
         None, v.optional(v.integer(1, MAX_FLOWS_LIMIT)),
-        f"flows the ring-buffer accounter aggregates before it evicts them all, at least cache_max_flows "
-        f"(default: the larger of {ACCOUNTER_DEFAULT_FLOWS:,} and cache_max_flows)", _derived(str))
+        "flows the ring-buffer accounter aggregates before it evicts them all, at least cache_max_flows",
+        _derived(str), default_text=f"the larger of {ACCOUNTER_DEFAULT_FLOWS:,} and cache_max_flows")
     ringbuf_size: int = _setting(
         1 << 22, v.ringbuf_bytes, "kernel ring buffer for flows that do not fit the map (power of two, e.g. 4MiB)",
-        format_size)
+        format_size, metavar="SIZE")
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
-    tc_attach_mode: str = _setting(
-        "auto", v.choice("auto", "tcx", "tc"),
+    tc_attach_mode: str = _choice(
+        "auto", ("auto", "tcx", "tc"),
         "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
         "or only legacy clsact filters (tc)")
-    deduper: str = _setting(
-        "none", v.choice("none", "firstCome"), "drop flows seen on several interfaces: none or firstCome")
+    deduper: str = _choice("none", ("none", "firstCome"), "drop flows seen on several interfaces, or not")
     deduper_fc_expiry: float | None = _setting(
         None, v.optional(v.duration),
-        "idle time after which firstCome forgets a flow's interface (default: 2 x cache_active_timeout)",
-        _derived(format_duration))
+        "idle time after which firstCome forgets a flow's interface", _derived(format_duration),
+        metavar="DURATION", default_text="2 x cache_active_timeout")
     deduper_just_mark: bool = _setting(
         False, v.boolean, "keep duplicates, marked duplicate=true, instead of dropping them", switch=True)
     workers: int | None = _setting(
         None, v.optional(v.integer(1, 256)),
-        "worker processes for dedup, decoration and export (default: CPU count - 1, at least 1)", _derived(str))
+        "worker processes for dedup, decoration and export", _derived(str),
+        default_text="CPU count - 1, at least 1")
     queue_max_flows: int = _setting(
         500_000, v.integer(1024, MAX_FLOWS_LIMIT),
         "flows queued at each hand-off (kernel drains to the collector, the collector to each worker, "
         "a worker to its outputs) before the newest are dropped and counted")
     output: tuple[v.OutputSpec, ...] = _setting(
         (v.OutputSpec("jsonl", "-"), v.OutputSpec("zmq", DEFAULT_PUBLIC_ENDPOINT)), v.output_list,
-        f"where flows go, repeatable: {v.OUTPUT_ACCEPTED}", _list_show, repeatable=True)
+        f"where flows go, repeatable: {v.OUTPUT_ACCEPTED}", _list_show, metavar="SPEC", repeatable=True)
     zmq_curve_secret_key_file: str = _setting(
         "", v.optional_path,
         "file holding the agent's Z85 CURVE secret key: zmq outputs then authenticate and encrypt "
-        "(subscribers need the public key; make one with `flowcollect keygen FILE`)")
+        "(subscribers need the public key; make one with `flowcollect keygen FILE`)",
+        metavar="FILE", default_text="none: no CURVE")
     metrics_address: str = _setting(
-        "", v.metrics_address, "serve Prometheus /metrics on HOST:PORT (default: off)")
+        "", v.metrics_address, "serve Prometheus /metrics (and /healthz) on HOST:PORT", metavar="HOST:PORT",
+        default_text="off")
     metrics_flow_attributes: tuple[str, ...] = _setting(
         ("interface", "direction", "protocol"), v.flow_attributes,
-        "labels of the flow byte and packet counters: " + ", ".join(v.FLOW_ATTRIBUTES), _list_show)
+        "labels of the flow byte and packet counters: " + ", ".join(v.FLOW_ATTRIBUTES), _list_show,
+        metavar="LIST")
     metrics_max_series: int = _setting(
         2000, v.integer(1, 1_000_000),
         "flow-counter label sets kept per worker; further flows are counted in one __overflow__ series")
     ipfix_mtu: int = _setting(
-        1400, v.integer(120, 65535), "largest IPFIX message in bytes, IPFIX header included")
+        1400, v.integer(120, 65535), "largest IPFIX message in bytes, IPFIX header included", metavar="BYTES")
     ipfix_template_refresh: float = _setting(
-        60.0, v.duration, "resend the IPFIX templates this often", format_duration)
+        60.0, v.duration, "resend the IPFIX templates this often", format_duration, metavar="DURATION")
     ipfix_template_refresh_messages: int = _setting(
         256, v.integer(0, 1 << 20), "and after this many data messages (0: only by time)")
     agent_ip: str = _setting(
-        "", v.agent_ip, "the agent IP written in every record (default: resolved from agent_ip_iface)")
+        "", v.agent_ip, "the agent IP written in every record", metavar="IP",
+        default_text="resolved from agent_ip_iface")
     agent_ip_iface: str = _setting(
-        "external", v.agent_ip_iface, "where the agent IP comes from: external, local or name:IFACE")
-    agent_ip_type: str = _setting(
-        "any", v.choice("any", "ipv4", "ipv6"), "address family of the resolved agent IP")
-    log_level: str = _setting("info", v.choice("debug", "info", "warning", "error"), "log verbosity")
+        "external", v.agent_ip_iface, "where the agent IP comes from", metavar="external|local|name:IFACE")
+    agent_ip_type: str = _choice("any", ("any", "ipv4", "ipv6"), "address family of the resolved agent IP")
+    log_level: str = _choice("info", ("debug", "info", "warning", "error"), "log verbosity")
 
     def __post_init__(self) -> None:
         # Checks between settings; each value was checked by its own parser already.

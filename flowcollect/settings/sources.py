@@ -126,12 +126,12 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     for s in SETTINGS:
         if s.switch:
             parser.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=f"{s.help} [env {s.env}]")
+                                default=argparse.SUPPRESS,
+                                help=f"{s.help} (default: {s.default_shown()}) [env {s.env}]")
         else:
-            default = s.show(s.default) if s.default is not None else "derived"
             parser.add_argument(s.flag, dest=s.name, action="append" if s.repeatable else "store",
-                                default=argparse.SUPPRESS, metavar=s.name.split("_")[-1].upper(),
-                                help=f"{s.help} (default: {default}) [env {s.env}]")
+                                default=argparse.SUPPRESS, metavar=s.metavar,
+                                help=f"{s.help} (default: {s.default_shown()}) [env {s.env}]")
 
 
 def from_arguments(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Resolved:
@@ -143,11 +143,21 @@ def from_arguments(namespace: argparse.Namespace, environ: Mapping[str, str] | N
     return resolve(flags, environ, file_values, config_path)
 
 
+def options_summary(names: tuple[str, ...]) -> str:
+    """Lines `  --flag METAVAR   help` for the named settings: the main options, in a command's epilog."""
+    lines = []
+    for name in names:
+        setting = BY_NAME[name]
+        first_clause = setting.help.split(": ")[0].split("; ")[0]
+        lines.append(f"  {setting.flag} {setting.metavar}".ljust(40) + first_clause)
+    return "\n".join(lines)
+
+
 def settings_table() -> str:
     """The settings as a markdown table (docs/configuration.md holds this, checked by a test)."""
     rows = ["| setting (config file) | flag | environment | default | meaning |", "|---|---|---|---|---|"]
     for s in SETTINGS:
-        default = "derived" if s.default is None else s.show(s.default) or '""'
+        default = s.default_shown() or '""'
         flag = f"{s.flag} / --no-{s.flag[2:]}" if s.switch else s.flag
         rows.append(f"| `{s.name}` | `{flag}` | `{s.env}` | `{default}` | {s.help} |")
     return "\n".join(rows)
