@@ -6,12 +6,12 @@ import urllib.request
 
 import numpy as np
 import prometheus_client
-from prometheus_client.parser import text_string_to_metric_families
 
-from flowcollect.export.prometheus import health
+from flowcollect.export.prometheus import health, server
 from flowcollect.export.prometheus.flow_counters import OVERFLOW, FlowMetrics
 from flowcollect.records.batch import FlowBatch
 from tests.flowrows import flow_row
+from tests.metrics_http import samples
 
 NAMES = {2: "eth0", 3: "eth1"}
 
@@ -44,7 +44,7 @@ def worker_main(directory, index):
 def collector_main(directory, port, ready, stop):
     """The collector process: kernel-side events, and the HTTP server."""
     health.enable_multiprocess(directory)
-    server = health.serve(f"127.0.0.1:{port}")
+    endpoint = server.serve(f"127.0.0.1:{port}", [], server.Tracing(1.0))
     health.kernel_counters({"packets_seen": 1000, "ringbuf_reserve_failed": 0})
     health.kernel_counters({"packets_seen": 1500, "ringbuf_reserve_failed": 4, "lost_bytes": 400})
     health.flows_evicted("timer", 40)
@@ -53,19 +53,13 @@ def collector_main(directory, port, ready, stop):
     health.worker_restarted()
     ready.set()
     stop.wait(30)
-    server.shutdown()
+    endpoint.shutdown()
 
 
 def free_tcp_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def samples(text):
-    """{(sample name, frozenset(labels)): value} of an exposition text."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_counters_of_every_process_add_up_on_the_collectors_metrics(tmp_path):

@@ -30,12 +30,12 @@ from flowcollect.agent import logs, sd_notify
 from flowcollect.agent.ledger import account, describe
 from flowcollect.agent.runtime import RuntimeDir
 from flowcollect.agent.signals import SignalFlags
-from flowcollect.agent.supervisor import Supervisor, WorkerProcess
+from flowcollect.agent.supervisor import HEARTBEAT_TIMEOUT_S, Supervisor, WorkerProcess
 from flowcollect.agent.worker_link import WorkerLink
 from flowcollect.agent.worker_spec import WorkerSpec
 from flowcollect.export.ipfix import IpfixOptions
 from flowcollect.export.outputs import ExportSpec, FlowMetricsOptions
-from flowcollect.export.prometheus import health
+from flowcollect.export.prometheus import health, server
 from flowcollect.interfaces.attacher import SUMMARY_PERIOD_S, TcAttacher
 from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import new_informer
@@ -89,6 +89,7 @@ class Collector:
         self._kernel_losses = LossLog(log, "lost in the kernel: the flow map and the ring buffer were both full "
                                            "(a larger cache_max_flows or ringbuf_size keeps them)")
         self._kernel_lost_seen = 0
+        self.tracing = server.Tracing(config.cache_active_timeout)  # what /healthz answers
 
     def install_signal_handlers(self) -> None:
         self.flags.install()
@@ -110,8 +111,8 @@ class Collector:
                 metrics_dir = health.enable_multiprocess()
                 owners.claim(metrics_dir)
                 closers.append(lambda: health.remove_multiprocess_directory(metrics_dir))
-                closers.append(health.serve(config.metrics_address).shutdown)
-                log.info("serving Prometheus metrics on http://%s/metrics", config.metrics_address)
+                closers.append(server.serve(config.metrics_address, config.output, self.tracing).shutdown)
+                log.info("serving Prometheus metrics on http://%s/metrics (and /healthz)", config.metrics_address)
             kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
                                 ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode)
             self.kernel = kernel
@@ -196,6 +197,7 @@ class Collector:
         self._wait_for_workers(supervisor)
         for stage in stages:
             stage.start()
+        self.tracing.started(stages[0], self._workers_working)
         # Runs before kernel.close(): no stage may be inside a native call when the kernel objects go.
         closers.append(lambda: self._stop_stages(stages))
         log.info("agent ready: %d workers, eviction every %ss, outputs %s", workers,
@@ -205,6 +207,7 @@ class Collector:
         self._forward_until_stopped(evicted, supervisor)
         log.info("stopping: our programs detached, the last swap-and-drain, then every flow to the workers")
         sd_notify.notify("STOPPING=1")
+        self.tracing.stopping()
         informer.stop()  # no interface is attached from here on...
         kernel.detach_all()  # ...nor counted: what was counted is all in the maps and the ring buffer
         self.stop_tracing.set()
@@ -240,8 +243,14 @@ class Collector:
                 self._read_status()
 
     def _evicted_from_map(self, reason: str, flows: int, stats: DrainStats) -> None:
+        self.tracing.evicted()
         health.flows_evicted(reason, flows)
         health.drain_finished((stats.swap_ns + stats.drain_ns) / 1e9, flows, self.config.cache_max_flows)
+
+    def _workers_working(self) -> int:
+        """Workers that run and answer (a STATUS within the supervisor's heartbeat timeout): /healthz needs one."""
+        now = time.monotonic()
+        return sum(not link.down and now - link.last_heard <= HEARTBEAT_TIMEOUT_S for link in self.links)
 
     def _worker_spec(self, index: int, rundir: RuntimeDir, publish: bool) -> WorkerSpec:
         config = self.config

@@ -9,7 +9,8 @@ and a scrape of the collector's /metrics reads and sums all of them. So:
   process (the directory is private to the agent: created 0700 in the temp
   dir, removed at exit by remove_multiprocess_directory());
 - each process simply calls the functions below;
-- the collector calls serve() for the HTTP endpoint;
+- the collector serves /metrics and /healthz (server.py), which first
+  declares the collector's labelled counters at zero (declare());
 - the supervisor calls process_exited(pid) for a worker that died: its
   counters stay (they are totals; the restarted worker adds to them), its
   live gauges go.
@@ -18,6 +19,12 @@ Without enable_multiprocess() the same calls work in one process (tests, a
 single-process run) with prometheus_client's default in-memory values.
 Metric objects are created on first use, after the mode is chosen.
 
+Every counter is present from the first scrape, at zero, with every label
+value known at start: each loss cause, each eviction reason, each configured
+output. An alert on rate() or increase() needs the series before the first
+event, and a series that appears with its first loss hides that loss from
+increase().
+
 Kernel counters arrive as totals since the BPF program was loaded;
 kernel_counters() turns them into increments, so a scrape shows counters.
 """
@@ -25,19 +32,16 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Iterable, Mapping
 
 import prometheus_client
 from prometheus_client import values
-from prometheus_client.exposition import start_http_server
 
 from flowcollect.records.tally import LOSS_CAUSES
-from flowcollect.settings.addresses import host_port
-from flowcollect.settings.errors import ConfigError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EVICTION_REASONS = ("timer", "map_filling", "map_full", "ring_buffer", "shutdown")
+ZMQ_OUTPUT_LABELS = ("zmq_binary", "zmq_json")
 DRAIN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # Kernel counters (records/layout.py COUNTER_NAMES) -> (metric name, help).
@@ -76,26 +80,6 @@ def process_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def scrape_registry() -> prometheus_client.CollectorRegistry:
-    """The registry /metrics serves: every process's files in multiprocess mode, else this process."""
-    if not os.environ.get(MULTIPROC_ENV):
-        return prometheus_client.REGISTRY
-    from prometheus_client import multiprocess
-    registry = prometheus_client.CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return registry
-
-
-def serve(address: str) -> WSGIServer:
-    """Serve /metrics on HOST:PORT (an empty host: every address) in a thread; returns the server (.shutdown())."""
-    host, port = host_port(address, default_host="0.0.0.0")
-    try:
-        server, _thread = start_http_server(port, addr=host, registry=scrape_registry())
-    except OSError as exc:  # the port in use, an address not of this host
-        raise ConfigError(f"--metrics-address {address}: {exc.strerror}") from None
-    return server
-
-
 class _Metrics:
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
@@ -105,6 +89,8 @@ class _Metrics:
         self.kernel_lock = threading.Lock()
         self.evicted = counter("flowcollect_evicted_flows_total", "Flows evicted from the kernel, by reason",
                                ["reason"])
+        for reason in EVICTION_REASONS:
+            self.evicted.labels(reason)
         self.drain = histogram("flowcollect_drain_duration_seconds",
                                "Time of one swap-and-drain of the kernel flow map", buckets=DRAIN_BUCKETS)
         self.map_fill = gauge("flowcollect_map_fill_ratio", "Flows in the map at the last drain / map capacity",
@@ -115,7 +101,7 @@ class _Metrics:
                                     "Packets that reached no output, by cause (docs/records.md, the ledger)", ["cause"])
         self.lost_flows = counter("flowcollect_lost_flows_total",
                                   "Flows that reached no output, by cause (kernel losses have no flows)", ["cause"])
-        for cause in LOSS_CAUSES:  # present at 0 from the start: an alert on a rate needs the series
+        for cause in LOSS_CAUSES:
             self.lost_packets.labels(cause)
             self.lost_flows.labels(cause)
         self.exported = counter("flowcollect_exported_flows_total", "Flows an output took", ["output"])
@@ -147,6 +133,19 @@ def metrics() -> _Metrics:
 
 
 # --- what the collector reports ---
+
+def declare(outputs: Iterable[str]) -> None:
+    """In the collector, at start: the counters of each output (output_labels()) at 0, the fill gauge at 0.
+
+    The gauge is set here, in the collector only: the most recent value of any process wins.
+    """
+    m = metrics()
+    for output in outputs:
+        m.exported.labels(output)
+        m.exported_packets.labels(output)
+        m.export_errors.labels(output)
+    m.map_fill.set(0.0)
+
 
 def kernel_counters(totals: Mapping[str, int]) -> None:
     """The kernel's counters as totals since load ({layout.COUNTER_NAMES: int}); adds what is new."""
@@ -201,6 +200,17 @@ def lost(cause: str, flows: int, packets: int) -> None:
     m = metrics()
     m.lost_flows.labels(cause).inc(flows)
     m.lost_packets.labels(cause).inc(packets)
+
+
+def output_labels(kinds: Iterable[str]) -> list[str]:
+    """The `output` labels the sinks of these output kinds count under: the kind (jsonl, ipfix, ...), and
+    for zmq each topic (export/zmq_publish.py counts zmq_binary and zmq_json)."""
+    labels: list[str] = []
+    for kind in kinds:
+        for label in ZMQ_OUTPUT_LABELS if kind == "zmq" else () if kind == "none" else (kind,):
+            if label not in labels:
+                labels.append(label)
+    return labels
 
 
 def exported(output: str, flows: int, packets: int) -> None:
