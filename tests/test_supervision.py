@@ -144,3 +144,33 @@ def test_the_installed_agent_runs_from_an_unbuilt_source_tree_and_from_anywhere(
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert totals(flows_of(rows, dst_port=5800, direction="ingress")) == (30, 30 * (UDP_FRAME + 20))
+
+
+@pytest.mark.kernel
+def test_a_worker_that_cannot_open_its_output_exits_and_backs_off_until_it_can(host_between, tmp_path):
+    a_end, host_a = host_between[0], host_between[1]
+    out = tmp_path / "flows.jsonl"
+    agent = Agent(host_a.ns, tmp_path, "--workers", "1", "--cache-active-timeout", "200ms", "--output",
+                  f"jsonl:{out}")
+    try:
+        out.unlink(missing_ok=True)
+        out.mkdir()  # the output path is now a folder: no new worker can open it
+        os.kill(agent.worker_pids()[0], signal.SIGKILL)
+        agent.wait_for_log("cannot start", count=3)  # each one says why, and exits: no hang
+        delays = [float(e["message"].rsplit("restarting in ", 1)[1].split()[0])
+                  for e in agent.logs() if "restarting in" in e.get("message", "")]
+        # each dies as it starts: a crash loop, so each restart waits twice as long as the one before
+        assert delays[1] == 2 * delays[0] and delays[2] == 2 * delays[1], delays
+        out.rmdir()
+        agent.wait_for_log("worker 0 started", count=len(delays) + 1, timeout=40)
+        deadline = time.monotonic() + 20
+        while not out.is_file():  # the restarted worker has opened its file
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        send_udp(a_end, host_a.ipv4, 4820, 5820, 17, 20)
+        code, _ = agent.stop()
+    finally:
+        agent.close()
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert totals(flows_of(rows, dst_port=5820, direction="ingress")) == (17, 17 * (UDP_FRAME + 20))

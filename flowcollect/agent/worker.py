@@ -31,6 +31,7 @@ from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.limiter import CapacityLimiter
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.tally import OutputTally, Tally
+from flowcollect.settings.errors import FlowcollectError
 from flowcollect.transport import wire
 
 log = logging.getLogger("flowcollect.worker")
@@ -162,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     flags.install(stop_on=(signal.SIGTERM,))
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
-        Worker(spec, ctx, flags).run()
+        worker = Worker(spec, ctx, flags)
+    except (OSError, FlowcollectError) as exc:  # an output that cannot be opened (now: preflight checked it)
+        log.error("worker %d cannot start: %s", spec.index, exc)
+        ctx.destroy(linger=0)  # the sockets made before the failure, or term() would wait on them for ever
+        return 1
+    try:
+        worker.run()
     finally:
         ctx.term()
     return 0
