@@ -1,10 +1,11 @@
-"""Exports: records/s of one worker (one core) encoding JSON lines and IPFIX.
+"""Exports: records/s of one worker (one core) encoding JSON lines, IPFIX and NetFlow v9.
 
 Batches of realistic flows (70% IPv4, 28% IPv6, 2% ARP; a few local
 addresses against a Zipf-distributed pool of remote ones; service ports
 against ephemeral ones; log-normal packet counts) go through:
   - JSON lines: json_records.encode_lines, the encoder of files and the ZeroMQ JSON topic;
   - IPFIX: IpfixEncoder.encode, every UDP datagram of the batch (no send);
+  - NetFlow v9: NetflowV9Encoder.encode, the same templates and messages;
 and, measured in the same run, as references:
   - floor: a numpy copy of the batch (the least any per-batch work costs);
   - orjson, list of dicts: orjson.dumps of the records already built as dicts
@@ -22,6 +23,7 @@ import orjson
 
 from bench.common import Figure, markdown_table, progress, rate, timed
 from flowcollect.export.ipfix import IpfixEncoder
+from flowcollect.export.netflow9 import NetflowV9Encoder
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.json_lines import encode_lines
 from flowcollect.records.layout import FLOW_EXPORT
@@ -83,11 +85,14 @@ def measure(flows, runs):
     json_bytes = len(encode_lines(batch))
     encoder = IpfixEncoder(template_refresh_seconds=0, template_refresh_messages=0)  # templates once
     ipfix_bytes = sum(len(m) for m in encoder.encode(batch))
+    v9 = NetflowV9Encoder(template_refresh_seconds=0, template_refresh_messages=0)
+    v9_bytes = sum(len(m) for m in v9.encode(batch))
     paths = {
         "floor: numpy copy of the batch": lambda: batch.flows.copy(),
         "JSON lines (encode_lines)": lambda: encode_lines(batch),
         "reference: orjson.dumps of prebuilt dicts": lambda: orjson.dumps(dicts),
         "IPFIX (IpfixEncoder.encode)": lambda: encoder.encode(batch),
+        "NetFlow v9 (NetflowV9Encoder.encode)": lambda: v9.encode(batch),
     }
     rates = {name: [] for name in paths}
     for run in range(runs):
@@ -99,6 +104,7 @@ def measure(flows, runs):
     sizes = {"JSON lines (encode_lines)": json_bytes / flows,
              "reference: orjson.dumps of prebuilt dicts": json_bytes / flows,
              "IPFIX (IpfixEncoder.encode)": ipfix_bytes / flows,
+             "NetFlow v9 (NetflowV9Encoder.encode)": v9_bytes / flows,
              "floor: numpy copy of the batch": FLOW_EXPORT.itemsize}
     return figures, sizes
 

@@ -77,6 +77,22 @@ def test_bad_env_and_file_values_are_named_too(tmp_path, name):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("output", ["netflow9:127.0.0.1:2055", "netflow9:[::1]:9995", "ipfix:localhost:4739"])
+def test_collector_outputs_are_accepted(output):
+    result = run("--output", output, "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert f'output = ["{output}"]  # flag' in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("output", ["netflow9:", "netflow9:collector", "netflow9:127.0.0.1:0", "netflow9:[::1:2055",
+                                    "netflow9:127.0.0.1:65536", "netflow9:no-such-host.invalid:2055"])
+def test_a_bad_collector_target_is_one_line_exit_2(output):
+    result = run("--output", output, "--check-config")
+    assert result.returncode == 2
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith("flowcollect: --output") and output in line, line
+
+
 @pytest.mark.parametrize("args, named", [
     (["--cache-active-timeout", "500us"], "--cache-active-timeout"),  # below 1 ms: a busy loop
     (["--deduper-fc-expiry", "0.5ms"], "--deduper-fc-expiry"),

@@ -1,122 +1,82 @@
-"""IPFIX as a standard collector reads it: nfdump's nfcapd on loopback receives our messages for
-known IPv4 and IPv6 flows, and `nfdump -o json` must show the flows, packets, bytes, addresses,
-ports and protocol that were encoded."""
-import datetime
+"""IPFIX and NetFlow v9 as standard collectors read them: nfdump's nfcapd and pmacct's nfacctd on
+loopback receive our messages for known IPv4 and IPv6 flows, and must show the flows, packets,
+bytes, addresses, ports, protocol and TCP flags that were encoded, and their times."""
 import ipaddress
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 
-import numpy as np
 import pytest
 
-from bench.harness.netns import wait_udp
-from flowcollect.export.ipfix import IpfixSink
-from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import FLOW_EXPORT
-from tests.flowtools import ip16, mac6
+from flowcollect.export.ipfix import IpfixEncoder
+from flowcollect.export.netflow9 import NetflowV9Encoder
+from flowcollect.export.udp_sink import UdpSink
+from tests.collectors import (
+    KNOWN_DURATION_MS,
+    KNOWN_FLOWS,
+    KNOWN_START_NS,
+    Nfacctd,
+    Nfcapd,
+    free_udp_port,
+    known_batch,
+    nfdump_flags,
+    nfdump_ms,
+)
 
-NOW_NS = time.time_ns() - 60 * 10**9
-
-FLOWS = [  # (src, dst, sport, dport, protocol, packets, bytes)
-    ("10.11.12.13", "192.0.2.7", 40001, 443, 6, 10, 12_340),
-    ("192.0.2.7", "10.11.12.13", 443, 40001, 6, 8, 9_000),
-    ("10.0.0.1", "10.0.0.2", 5353, 53, 17, 3, 300),
-    ("2001:db8::10", "2001:db8:1::20", 50000, 8080, 6, 1000, 1_500_000),
-    ("fe80::1", "ff02::fb", 5353, 5353, 17, 2, 250),
-    ("2001:db8::10", "2001:db8:1::20", 0, 0, 58, 4, 416),  # ICMPv6 echo
-]
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PROTOCOLS = {"ipfix": IpfixEncoder, "netflow9": NetflowV9Encoder}
 
 
-def known_batch():
-    rows = np.zeros(len(FLOWS), dtype=FLOW_EXPORT)
-    for row, (src, dst, sport, dport, proto, packets, nbytes) in zip(rows, FLOWS, strict=True):
-        row["eth_protocol"] = 0x0800 if ipaddress.ip_address(src).version == 4 else 0x86DD
-        row["src_ip"], row["dst_ip"] = ip16(src), ip16(dst)
-        row["src_port"], row["dst_port"], row["protocol"] = sport, dport, proto
-        row["packets"], row["bytes"] = packets, nbytes
-        row["icmp_type"] = 128 if proto == 58 else 0
-        row["time_flow_start_ns"], row["time_flow_end_ns"] = NOW_NS, NOW_NS + 1_500_000_000
-        row["if_index"], row["direction"] = 2, 1
-        row["src_mac"], row["dst_mac"] = mac6("02:00:00:00:00:01"), mac6("0a:bb:cc:dd:ee:ff")
-    return FlowBatch(rows, {2: "eth0"}, "127.0.0.1")
-
-
-@pytest.fixture
-def nfcapd(tmp_path):
-    if not (shutil.which("nfcapd") and shutil.which("nfdump")):
-        if os.environ.get("CI") == "true":
-            pytest.fail("nfcapd/nfdump missing (Debian package nfdump; the Makefile installs it)")
-        pytest.skip("nfcapd/nfdump missing (apt-get install nfdump)")
-    port = free_udp_port()
-    directory = tmp_path / "flows"
-    directory.mkdir()
-    with open(tmp_path / "nfcapd.log", "wb") as log:
-        process = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(directory), "-t", "3600"],
-                                   stdout=log, stderr=subprocess.STDOUT)
-        def running():
-            assert process.poll() is None, (tmp_path / "nfcapd.log").read_text(errors="replace")
-
-        try:
-            wait_udp(port, alive=running)
-            yield port, directory, process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def stop_and_read(process, directory, port):
-    """Stop nfcapd (it writes its current file on SIGTERM) and read every flow back."""
-    wait_udp(port, read=True)  # every datagram sent is read before it stops
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
-    result = subprocess.run(["nfdump", "-R", str(directory), "-o", "json"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def test_nfcapd_reads_the_flows_we_encode(nfcapd):
-    port, directory, process = nfcapd
-    # GIVEN our UDP output pointed at nfcapd on loopback
-    out = IpfixSink(f"127.0.0.1:{port}", observation_domain=1)
-    # WHEN a batch of known IPv4 and IPv6 flows is exported
+def send_known_flows(protocol, port):
+    out = UdpSink(f"127.0.0.1:{port}", PROTOCOLS[protocol](domain=1))
     assert out.write(known_batch())
     out.close()
-    # THEN nfdump lists exactly those flows with their counters, addresses, ports and protocol
-    rows = stop_and_read(process, directory, port)
-    got = sorted((str(ipaddress.ip_address(r.get("src4_addr") or r["src6_addr"])),
-                  str(ipaddress.ip_address(r.get("dst4_addr") or r["dst6_addr"])),
-                  r.get("src_port", 0), r.get("dst_port", 0), r["proto"], r["in_packets"], r["in_bytes"])
-                 for r in rows)
-    expected = sorted((str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst)),
-                       sport, dport, proto, packets, nbytes)
-                      for src, dst, sport, dport, proto, packets, nbytes in FLOWS)
+
+
+def text(address):
+    return str(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_nfcapd_reads_the_flows_we_encode(protocol, tmp_path):
+    # GIVEN our UDP output pointed at nfcapd on loopback
+    with Nfcapd(tmp_path, free_udp_port()) as nfcapd:
+        # WHEN a batch of known IPv4 and IPv6 flows is exported
+        send_known_flows(protocol, nfcapd.port)
+        rows = nfcapd.stop_and_read()
+        info = nfcapd.nfdump("-I")
+    # THEN nfdump lists exactly those flows with their counters, addresses, ports, protocol and flags
+    got = sorted((text(r.get("src4_addr") or r["src6_addr"]), text(r.get("dst4_addr") or r["dst6_addr"]),
+                  r.get("src_port", 0), r.get("dst_port", 0), r["proto"], r["in_packets"], r["in_bytes"],
+                  r.get("tcp_flags", "")) for r in rows)
+    expected = sorted((text(src), text(dst), sport, dport, proto, packets, nbytes,
+                       nfdump_flags(flags) if proto != 58 else "")
+                      for src, dst, sport, dport, proto, packets, nbytes, flags in KNOWN_FLOWS)
     assert got == expected
-    # and what else a collector shows: ICMP type, egress interface, direction, MACs, duration
+    # and what else a collector shows: ICMP type, egress interface, direction, MACs, times to the ms
     icmp = next(r for r in rows if r["proto"] == 58)
     assert (icmp["icmp_type"], icmp["icmp_code"]) == (128, 0)
     assert {(r["output_snmp"], r["input_snmp"], r["direction"]) for r in rows} == {(2, 0, 1)}
     assert {r["in_src_mac"] for r in rows} == {"02:00:00:00:00:01"}
     assert {r["in_dst_mac"] for r in rows} == {"0a:bb:cc:dd:ee:ff"}
-    durations = {_ms(r["last"]) - _ms(r["first"]) for r in rows}
-    assert durations == {1500}
+    start_ms = KNOWN_START_NS // 1_000_000
+    assert {(nfdump_ms(r["first"]), nfdump_ms(r["last"])) for r in rows} == {(start_ms, start_ms + KNOWN_DURATION_MS)}
+    assert "Sequence failures: 0" in info
 
 
-def _ms(text):
-    stamp = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f")
-    return round(stamp.timestamp() * 1000)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_nfacctd_reads_the_flows_we_encode_tcp_flags_included(protocol, tmp_path):
+    # GIVEN our UDP output pointed at nfacctd on loopback
+    with Nfacctd(tmp_path, free_udp_port()) as nfacctd:
+        # WHEN a batch of known IPv4 and IPv6 flows is exported
+        send_known_flows(protocol, nfacctd.port)
+        rows = nfacctd.stop_and_read()
+    # THEN nfacctd shows each with its counters and the TCP header's flags (flowcollect's own bits left out)
+    got = sorted((text(r["ip_src"]), text(r["ip_dst"]), r["port_src"], r["port_dst"], r["ip_proto"],
+                  r["packets"], r["bytes"], int(r["tcp_flags"])) for r in rows)
+    names = {6: "tcp", 17: "udp", 58: "ipv6-icmp"}
+    expected = sorted((text(src), text(dst), sport, dport, names[proto], packets, nbytes, flags & 0xFF)
+                      for src, dst, sport, dport, proto, packets, nbytes, flags in KNOWN_FLOWS)
+    assert got == expected
+    assert {(r["iface_in"], r["iface_out"], r["mac_src"], r["mac_dst"]) for r in rows} == {
+        (0, 2, "02:00:00:00:00:01", "0a:bb:cc:dd:ee:ff")}
+    # nfacctd keeps v9 times to the second
+    start_s = KNOWN_START_NS / 1e9
+    assert all(abs(float(r["timestamp_start"]) - start_s) < 1 for r in rows), rows
+    assert all(abs(float(r["timestamp_end"]) - start_s - KNOWN_DURATION_MS / 1000) < 1 for r in rows), rows

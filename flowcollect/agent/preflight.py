@@ -1,10 +1,10 @@
 """Checks of the settings against this host, before anything touches the kernel.
 
 Run by --check-config and at start, in the collector process: an output path
-that cannot be written, an IPFIX collector that does not resolve, a zmq ipc
-endpoint another agent holds, a metrics port in use, an unreadable CURVE key
-all stop the agent with one line and exit 2, instead of surfacing later in a
-worker. What only looks like a mistake (an interface that is not there yet,
+that cannot be written, an IPFIX or NetFlow v9 collector that does not
+resolve, a zmq ipc endpoint another agent holds, a metrics port in use, an
+unreadable CURVE key all stop the agent with one line and exit 2, instead of
+surfacing later in a worker. What only looks like a mistake (an interface that is not there yet,
 an agent IP taken by fallback) is a warning, and the agent runs.
 """
 import contextlib
@@ -36,7 +36,7 @@ def check_output(output: OutputSpec) -> None:
             target = os.path.dirname(target)
         if not os.access(target, os.W_OK):
             raise ConfigError(f"--output {output}: {target} is not writable")
-    elif output.kind == "ipfix":
+    elif output.kind in ("ipfix", "netflow9"):
         host, port = host_port(output.target)
         try:
             socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)

@@ -31,9 +31,9 @@ class FlowMetricsOptions:
 class ExportSpec:
     """Everything a worker needs to build its outputs."""
 
-    exporter_id: int                   # 1..N: the worker's publisher id and IPFIX observation domain
-    outputs: tuple[OutputSpec, ...]    # jsonl and ipfix outputs (zmq outputs go through publish_endpoint)
-    ipfix: IpfixOptions
+    exporter_id: int                   # 1..N: the worker's publisher id, IPFIX observation domain, v9 source id
+    outputs: tuple[OutputSpec, ...]    # jsonl, ipfix and netflow9 outputs (zmq outputs go through publish_endpoint)
+    ipfix: IpfixOptions                # for the netflow9 outputs too
     publish_endpoint: str | None       # the collector's publishing proxy, when there is a zmq output
     publish_hwm: int
     jsonl_lock: str | None             # one flock for every worker writing JSON lines (export/jsonl.py)
@@ -77,12 +77,15 @@ def build_outputs(spec: ExportSpec, ctx: zmq.Context[zmq.Socket[bytes]]) -> Outp
         if output.kind == "jsonl":
             from flowcollect.export.jsonl import JsonLinesSink
             sinks.append(JsonLinesSink(output.target, lock_path=spec.jsonl_lock))
-        elif output.kind == "ipfix":
-            from flowcollect.export.ipfix import IpfixEncoder, IpfixSink
-            encoder = IpfixEncoder(observation_domain=spec.exporter_id, mtu=spec.ipfix.mtu,
-                                   template_refresh_seconds=spec.ipfix.template_refresh_seconds,
-                                   template_refresh_messages=spec.ipfix.template_refresh_messages)
-            sinks.append(IpfixSink(output.target, encoder=encoder))
+        elif output.kind in ("ipfix", "netflow9"):
+            from flowcollect.export.ipfix import IpfixEncoder
+            from flowcollect.export.netflow9 import NetflowV9Encoder
+            from flowcollect.export.udp_sink import UdpSink
+            protocol = IpfixEncoder if output.kind == "ipfix" else NetflowV9Encoder
+            encoder = protocol(spec.exporter_id, mtu=spec.ipfix.mtu,
+                               template_refresh_seconds=spec.ipfix.template_refresh_seconds,
+                               template_refresh_messages=spec.ipfix.template_refresh_messages)
+            sinks.append(UdpSink(output.target, encoder))
     if spec.publish_endpoint:
         from flowcollect.export.zmq_publish import ZmqPublisher
         sinks.append(ZmqPublisher(ctx, spec.publish_endpoint, spec.exporter_id, hwm=spec.publish_hwm))

@@ -10,7 +10,7 @@ class Sink(Protocol):
 
     @property
     def name(self) -> str:
-        """The output as the operator named it (jsonl:PATH, ipfix:HOST:PORT, zmq, prometheus)."""
+        """The output as the operator named it (jsonl:PATH, ipfix:HOST:PORT, netflow9:HOST:PORT, zmq, prometheus)."""
         ...
 
     def wants_json(self) -> bool:

@@ -17,7 +17,7 @@ LOSS_CAUSES = {
     "worker_died": "sent to a worker that died before it accounted for them",
     "worker_queue_full": "a worker's queue towards its outputs was full",
     "write_failed": "a JSON-lines write failed (disk full, closed pipe)",
-    "send_failed": "an IPFIX datagram could not be sent",
+    "send_failed": "an IPFIX or NetFlow v9 datagram could not be sent",
     "worker_socket_full": "the publishing proxy took no more from a worker",
     "subscriber_too_slow": "a subscriber's queue at the publishing proxy was full",
     "no_subscriber": "published while no subscriber wanted any zmq topic",

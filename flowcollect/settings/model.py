@@ -140,9 +140,11 @@ class Settings:
         2000, v.integer(1, 1_000_000),
         "flow-counter label sets kept per worker; further flows are counted in one __overflow__ series")
     ipfix_mtu: int = _setting(
-        1400, v.integer(120, 65535), "largest IPFIX message in bytes, IPFIX header included", metavar="BYTES")
+        1400, v.integer(120, 65535), "largest IPFIX or NetFlow v9 message in bytes, header included",
+        metavar="BYTES")
     ipfix_template_refresh: float = _setting(
-        60.0, v.duration, "resend the IPFIX templates this often", format_duration, metavar="DURATION")
+        60.0, v.duration, "resend the IPFIX and NetFlow v9 templates this often", format_duration,
+        metavar="DURATION")
     ipfix_template_refresh_messages: int = _setting(
         256, v.integer(0, 1 << 20), "and after this many data messages (0: only by time)")
     agent_ip: str = _setting(

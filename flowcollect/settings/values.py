@@ -98,14 +98,14 @@ def interface_list(value: object) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    kind: str    # jsonl | zmq | ipfix | none
+    kind: str    # jsonl | zmq | ipfix | netflow9 | none
     target: str  # "-" or a path; a ZeroMQ endpoint; HOST:PORT
 
     def __str__(self) -> str:
         return self.kind if self.kind == "none" else f"{self.kind}:{self.target}"
 
 
-OUTPUT_ACCEPTED = "jsonl:- | jsonl:PATH | zmq:ENDPOINT | ipfix:HOST:PORT | none"
+OUTPUT_ACCEPTED = "jsonl:- | jsonl:PATH | zmq:ENDPOINT | ipfix:HOST:PORT | netflow9:HOST:PORT | none"
 
 
 def output_spec(value: object) -> OutputSpec:
@@ -117,7 +117,7 @@ def output_spec(value: object) -> OutputSpec:
         return OutputSpec(kind, target)
     if kind == "zmq" and re.match(r"^(tcp|ipc)://.+", target):
         return OutputSpec(kind, target)
-    if kind == "ipfix" and target:
+    if kind in ("ipfix", "netflow9") and target:
         try:
             host_port(target)
         except ValueError:
