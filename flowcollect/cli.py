@@ -35,17 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help=f"TOML file of settings [env {sources.CONFIG_ENV}]")
     run.add_argument("--print-config", action="store_true", help="print the effective settings as TOML and exit")
     run.add_argument("--check-config", action="store_true", help="check the settings and exit")
-    sub = commands.add_parser("sub", help="subscribe to a running agent's flows")
-    sub.add_argument("--endpoint", default=DEFAULT_PUBLIC_ENDPOINT, help="the agent's zmq output endpoint")
+    sub = commands.add_parser(
+        "sub", help="subscribe to a running agent's flows",
+        description="Print a running agent's flows as JSON lines, or show a live table of its top talkers. "
+                    "With no flows after a few seconds, says once on stderr why that may be, and keeps waiting.")
+    sub.add_argument("--endpoint", default=DEFAULT_PUBLIC_ENDPOINT,
+                     help="the agent's zmq output: tcp://HOST:PORT or ipc://PATH (default: %(default)s)")
     sub.add_argument("--format", choices=("json", "binary"), default="json",
                      help="topic to read: json, or binary decoded to JSON lines")
-    sub.add_argument("--top", action="store_true", help="a live table of the top talkers")
+    sub.add_argument("--top", action="store_true",
+                     help="a live table of the top talkers on this terminal: rates over whole evictions; "
+                          "keys b, p, f sort by bytes, packets, flows; q quits")
     sub.add_argument("--count", type=int, default=None, help="exit after this many flows")
     curve_key = sub.add_mutually_exclusive_group()
     curve_key.add_argument("--curve-server-key-file", metavar="FILE", default=None,
-                           help="file with the agent's CURVE public key (FILE.pub from `flowcollect keygen FILE`)")
+                           help="file with the agent's CURVE public key (FILE.pub from `flowcollect keygen FILE`), "
+                                "for an agent with --zmq-curve-secret-key-file")
     curve_key.add_argument("--curve-server-key", metavar="KEY", default=None,
-                           help="the agent's CURVE public key (Z85); give it as --curve-server-key=KEY")
+                           help="the agent's CURVE public key itself (40 Z85 characters); give it as "
+                                "--curve-server-key=KEY, quoted: a key may start with '-' and holds "
+                                "characters a shell expands")
     replay = commands.add_parser("replay", help="count the flows of a capture (pcap, pcapng) with the same "
                                  "kernel programs and pipeline, to the outputs (default jsonl:-)")
     replay.add_argument("capture", metavar="FILE", help="a pcap or pcapng capture of Ethernet frames")
@@ -54,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = commands.add_parser("cleanup",
                                   help="remove what agents that are gone left behind (never a running one's)")
     cleanup.add_argument("--interfaces", default="", help="comma-separated names (default: every interface)")
-    keygen = commands.add_parser("keygen", help="write a new CURVE key pair (FILE, FILE.pub); print the public key")
-    keygen.add_argument("file", help="where to write the secret key (created, owner-only)")
+    keygen = commands.add_parser(
+        "keygen", help="write a new CURVE key pair (FILE, FILE.pub); print the public key",
+        description="Write a new CURVE key pair: the secret key to FILE (owner-only) for the agent's "
+                    "--zmq-curve-secret-key-file, the public key to FILE.pub for subscribers "
+                    "(flowcollect sub --curve-server-key-file FILE.pub). Prints the public key.")
+    keygen.add_argument("file", metavar="FILE", help="where to write the secret key (created, owner-only; "
+                                                     "FILE.pub beside it)")
     return parser
 
 
@@ -109,6 +123,8 @@ def subscribe(args: argparse.Namespace) -> int:
     from flowcollect.transport import curve
 
     server_key = args.curve_server_key
+    if server_key is not None:
+        curve.check_public_key(server_key)
     if args.curve_server_key_file:
         server_key = curve.read_public_key(args.curve_server_key_file)
     logs.setup("info")

@@ -192,3 +192,9 @@ def test_top_level_help_lists_the_commands_and_the_agent_s_main_options():
     for text in ("run", "sub", "replay", "cleanup", "keygen", "--interfaces LIST", "--output SPEC",
                  "--cache-active-timeout DURATION", "--config FILE", "flowcollect run --help"):
         assert text in result.stdout, text
+
+
+def test_a_value_that_starts_with_a_dash_is_told_to_go_after_the_equals_sign():
+    result = run("sub", "--curve-server-key", "-Xk7b", "--count", "1")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "goes after '=', as in --option=VALUE" in result.stderr

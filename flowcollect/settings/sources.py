@@ -118,6 +118,8 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):  # often a value that starts with '-', e.g. a CURVE key
+            message += "; a value that starts with '-' goes after '=', as in --option=VALUE"
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 

@@ -5,13 +5,25 @@ and its public key to FILE.pub, for subscribers: a key in a file never meets
 a shell or an argument parser (a Z85 key may start with '-' or hold '$').
 """
 import os
+import struct
 
 import zmq
+from zmq.utils import z85
 
 from flowcollect.settings.errors import ConfigError
 
 Z85_KEY_LENGTH = 40
 PUBLIC_SUFFIX = ".pub"
+
+
+def _is_z85_key(key: bytes) -> bool:
+    if len(key) != Z85_KEY_LENGTH or not set(key) <= set(z85.Z85CHARS):
+        return False
+    try:
+        z85.decode(key)
+    except struct.error:  # five characters worth more than 32 bits
+        return False
+    return True
 
 
 def _read_key(path: str, what: str) -> bytes:
@@ -20,7 +32,7 @@ def _read_key(path: str, what: str) -> bytes:
             key = f.read().strip()
     except OSError as exc:
         raise ConfigError(f"{what} {path}: {exc.strerror}") from None
-    if len(key) != Z85_KEY_LENGTH:
+    if not _is_z85_key(key):
         raise ConfigError(f"{what} {path}: expected a {Z85_KEY_LENGTH}-character Z85 key "
                           "(make one with `flowcollect keygen FILE`)")
     return key
@@ -34,6 +46,14 @@ def read_secret_key(path: str) -> bytes | None:
 def read_public_key(path: str) -> str:
     """The agent's Z85 public key from a file (FILE.pub as keygen writes it), for a subscriber."""
     return _read_key(path, "--curve-server-key-file").decode()
+
+
+def check_public_key(key: str) -> str:
+    """The agent's Z85 public key as given on the command line (--curve-server-key=KEY)."""
+    if not key.isascii() or not _is_z85_key(key.encode()):
+        raise ConfigError(f"--curve-server-key: expected the agent's {Z85_KEY_LENGTH}-character Z85 public key "
+                          "(FILE.pub of `flowcollect keygen FILE`; or give the file: --curve-server-key-file)")
+    return key
 
 
 def public_key(secret: bytes) -> str:
