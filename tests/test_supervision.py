@@ -29,6 +29,18 @@ def test_backoff_doubles_for_a_crash_loop_and_starts_again_after_a_run():
     assert backoff.died(uptime_s=QUIET_S) == 0.2
 
 
+def restart_delays(agent):
+    """The seconds each "restarting in N s" line of the agent's log announced, in order."""
+    return [float(e["message"].rsplit("restarting in ", 1)[1].split()[0])
+            for e in agent.logs() if "restarting in" in e.get("message", "")]
+
+
+def ingress_totals(jsonl, dport):
+    """(packets, bytes) of the ingress flows to dport in a JSON-lines output."""
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    return totals(flows_of(rows, dst_port=dport, direction="ingress"))
+
+
 def endpoint(tmp_path):
     return f"ipc://{tmp_path}/flows.sock"
 
@@ -76,8 +88,7 @@ def test_four_kills_4s_apart_each_worker_back_within_2s(host_between, tmp_path):
             seconds.append(replaced(agent, victim, subscribed=3 + kill))
             time.sleep(max(0.0, killed + 4.0 - time.monotonic()))
         assert max(seconds) < 2.0, seconds
-        delays = [float(e["message"].rsplit("restarting in ", 1)[1].split()[0])
-                  for e in agent.logs() if "restarting in" in e.get("message", "")]
+        delays = restart_delays(agent)
         assert delays == [0.2] * 4, delays
         counted_after(agent, sub, host_between, 7001)
     finally:
@@ -142,8 +153,7 @@ def test_the_installed_agent_runs_from_an_unbuilt_source_tree_and_from_anywhere(
     finally:
         agent.close()
     assert code == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert totals(flows_of(rows, dst_port=5800, direction="ingress")) == (30, 30 * (UDP_FRAME + 20))
+    assert ingress_totals(out, 5800) == (30, 30 * (UDP_FRAME + 20))
 
 
 @pytest.mark.kernel
@@ -157,8 +167,7 @@ def test_a_worker_that_cannot_open_its_output_exits_and_backs_off_until_it_can(h
         out.mkdir()  # the output path is now a folder: no new worker can open it
         os.kill(agent.worker_pids()[0], signal.SIGKILL)
         agent.wait_for_log("cannot start", count=3)  # each one says why, and exits: no hang
-        delays = [float(e["message"].rsplit("restarting in ", 1)[1].split()[0])
-                  for e in agent.logs() if "restarting in" in e.get("message", "")]
+        delays = restart_delays(agent)
         # each dies as it starts: a crash loop, so each restart waits twice as long as the one before
         assert delays[1] == 2 * delays[0] and delays[2] == 2 * delays[1], delays
         out.rmdir()
@@ -172,5 +181,4 @@ def test_a_worker_that_cannot_open_its_output_exits_and_backs_off_until_it_can(h
     finally:
         agent.close()
     assert code == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert totals(flows_of(rows, dst_port=5820, direction="ingress")) == (17, 17 * (UDP_FRAME + 20))
+    assert ingress_totals(out, 5820) == (17, 17 * (UDP_FRAME + 20))
