@@ -20,7 +20,7 @@ from flowcollect.records.batch import FlowBatch
 from flowcollect.records.tally import OutputTally
 from flowcollect.transport import wire
 
-TOPIC_NAMES = {wire.TOPIC_BINARY: "binary", wire.TOPIC_JSON: "json"}
+TOPIC_NAMES = {topic: name for name, topic in wire.TOPICS.items()}
 log = logging.getLogger(__name__)
 
 
@@ -82,7 +82,7 @@ class ZmqPublisher:
             try:
                 self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 tally.exported.add(batch.flows)
-                health.exported(f"zmq_{name}", len(batch), batch.packets())
+                health.exported(health.zmq_label(name), len(batch), batch.packets())
             except zmq.Again:
                 sent = False
                 tally.lose("worker_socket_full", batch.flows)

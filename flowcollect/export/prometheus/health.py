@@ -38,10 +38,18 @@ import prometheus_client
 from prometheus_client import values
 
 from flowcollect.records.tally import LOSS_CAUSES
+from flowcollect.transport import wire
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 EVICTION_REASONS = ("timer", "map_filling", "map_full", "ring_buffer", "shutdown")
-ZMQ_OUTPUT_LABELS = ("zmq_binary", "zmq_json")
+
+
+def zmq_label(topic_name: str) -> str:
+    """The `output` label of one zmq topic (transport/wire.py TOPICS: binary, json)."""
+    return f"zmq_{topic_name}"
+
+
+ZMQ_OUTPUT_LABELS = tuple(zmq_label(name) for name in wire.TOPICS)
 DRAIN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 # Kernel counters (records/layout.py COUNTER_NAMES) -> (metric name, help).
@@ -204,7 +212,7 @@ def lost(cause: str, flows: int, packets: int) -> None:
 
 def output_labels(kinds: Iterable[str]) -> list[str]:
     """The `output` labels the sinks of these output kinds count under: the kind (jsonl, ipfix, ...), and
-    for zmq each topic (export/zmq_publish.py counts zmq_binary and zmq_json)."""
+    for zmq each topic (zmq_label(), as export/zmq_publish.py counts them)."""
     labels: list[str] = []
     for kind in kinds:
         for label in ZMQ_OUTPUT_LABELS if kind == "zmq" else () if kind == "none" else (kind,):
