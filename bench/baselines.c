@@ -198,3 +198,27 @@ out:
 	bpf_object__close(obj);
 	return fd;
 }
+
+int fcb_enable_stats(void)
+{
+	int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int fcb_prog_run_stats(__u32 id, __u64 *run_time_ns, __u64 *run_cnt, char *name)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int fd = bpf_prog_get_fd_by_id(id), err;
+
+	if (fd < 0)
+		return -errno;
+	err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	err = err ? -errno : 0;
+	close(fd);
+	*run_time_ns = info.run_time_ns;
+	*run_cnt = info.run_cnt;
+	memcpy(name, info.name, sizeof(info.name));
+	return err;
+}

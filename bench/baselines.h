@@ -18,3 +18,8 @@ long fcb_test_run_new_flows(int prog_fd, void *frame, __u32 len, __u32 src_ip_of
 int fcb_load_first_prog(const char *object_path);
 /* For bench/end_to_end.py: reach a running agent's maps by id. */
 int bpf_map_get_fd_by_id(__u32 id);
+/* For bench/overhead.py: the kernel's run-time statistics of programs on real traffic.
+ * fcb_enable_stats: an fd that keeps them on until closed (BPF_ENABLE_STATS), or -errno.
+ * fcb_prog_run_stats: total run time (ns), run count and name (16 bytes) of program `id`; 0 or -errno. */
+int fcb_enable_stats(void);
+int fcb_prog_run_stats(__u32 id, __u64 *run_time_ns, __u64 *run_cnt, char *name);

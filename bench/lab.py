@@ -143,10 +143,15 @@ def link_counter(link, name):
 
 def bpf_maps(pid):
     """fdinfo of every BPF map a process holds, one dict per map (map_id, map_type, memlock...), as ints."""
+    return bpf_objects(pid, "map")
+
+
+def bpf_objects(pid, kind):
+    """fdinfo of every BPF object of `kind` ("map", "prog") a process holds, one dict per object, as ints."""
     maps = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != f"anon_inode:bpf-{kind}":
                 continue
             with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                 info = dict(line.split(":", 1) for line in f if ":" in line)
@@ -154,7 +159,7 @@ def bpf_maps(pid):
             continue
         info = {k: v.strip() for k, v in info.items()}
         info = {k: int(v) if v.isdigit() else v for k, v in info.items()}
-        maps[info["map_id"]] = info
+        maps[info[f"{kind}_id"]] = info
     return list(maps.values())
 
 

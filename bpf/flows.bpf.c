@@ -109,19 +109,71 @@ struct fc_packet {
 };
 
 /*
- * len bytes of the frame at off: read in place when they lie in the linear
- * area (the common case: no helper call), else copied into buf with
- * bpf_skb_load_bytes (headers in page fragments: GSO, trafgen). NULL when the
- * frame is shorter.
+ * The frame as the parser reads it. When the headers are not all in the
+ * linear area (trafgen, GSO, some drivers), the first FC_WINDOW bytes are
+ * copied once into a per-CPU scratch buffer: one helper call per packet
+ * instead of one per header.
  */
-static __always_inline const void *frame_bytes(struct __sk_buff *skb, __u32 off, __u32 len, void *buf)
+#define FC_WINDOW 128
+struct fc_window {
+	__u8 bytes[2 * FC_WINDOW]; /* the upper half only bounds reads for the verifier (frame_bytes) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fc_window);
+} fc_scratch SEC(".maps");
+
+struct fc_frame {
+	struct __sk_buff *skb;
+	const __u8 *copy; /* the scratch copy, or NULL: read the linear area in place */
+	__u32 copy_len;
+};
+
+static __always_inline void frame_open(struct __sk_buff *skb, struct fc_frame *f)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
+	__u32 zero = 0, n = skb->len;
+	__u8 *scratch;
 
-	if (off <= FC_MAX_DIRECT_OFFSET && data + off + len <= data_end)
-		return data + off;
-	if (bpf_skb_load_bytes(skb, off, buf, len))
+	f->skb = skb;
+	f->copy = NULL;
+	f->copy_len = 0;
+	if (data + FC_WINDOW <= data_end || data_end - data >= n)
+		return; /* the headers are linear */
+	if (n > FC_WINDOW)
+		n = FC_WINDOW;
+	if (n < 1)
+		return;
+	scratch = bpf_map_lookup_elem(&fc_scratch, &zero);
+	if (scratch && !bpf_skb_load_bytes(skb, 0, scratch, n)) {
+		f->copy = scratch;
+		f->copy_len = n;
+	}
+}
+
+/*
+ * len bytes of the frame at off: in place in the linear area or in the
+ * window's copy (the common cases: no helper call), else copied into buf with
+ * bpf_skb_load_bytes. NULL when the frame is shorter.
+ */
+static __always_inline const void *frame_bytes(const struct fc_frame *f, __u32 off, __u32 len, void *buf)
+{
+	if (f->copy) {
+		/* The mask is a no-op (off < copy_len <= FC_WINDOW); it tells the verifier. */
+		if (off + len <= f->copy_len)
+			return f->copy + (off & (FC_WINDOW - 1));
+	} else {
+		void *data = (void *)(long)f->skb->data;
+		void *data_end = (void *)(long)f->skb->data_end;
+
+		if (off <= FC_MAX_DIRECT_OFFSET && data + off + len <= data_end)
+			return data + off;
+	}
+	if (bpf_skb_load_bytes(f->skb, off, buf, len))
 		return NULL;
 	return buf;
 }
@@ -150,13 +202,13 @@ static __always_inline __u16 tcp_flags_of(__u8 hdr_flags)
 }
 
 /* Transport header at byte off: ports, ICMP type/code, TCP flags. */
-static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u8 proto,
+static __always_inline int parse_transport(const struct fc_frame *f, __u32 off, __u8 proto,
 					   struct fc_flow_key *key, struct fc_packet *pkt)
 {
 	switch (proto) {
 	case IPPROTO_TCP: {
 		__u8 buf[14]; /* ports, seq, ack, data offset, flags */
-		const __u8 *tcp = frame_bytes(skb, off, sizeof(buf), buf);
+		const __u8 *tcp = frame_bytes(f, off, sizeof(buf), buf);
 
 		if (!tcp)
 			return -1;
@@ -170,7 +222,7 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u
 	case IPPROTO_UDPLITE:
 	case IPPROTO_SCTP: {
 		__u8 buf[4];
-		const __u8 *ports = frame_bytes(skb, off, sizeof(buf), buf);
+		const __u8 *ports = frame_bytes(f, off, sizeof(buf), buf);
 
 		if (!ports)
 			return -1;
@@ -182,7 +234,7 @@ static __always_inline int parse_transport(struct __sk_buff *skb, __u32 off, __u
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6_NR: {
 		__u8 buf[2];
-		const __u8 *icmp = frame_bytes(skb, off, sizeof(buf), buf);
+		const __u8 *icmp = frame_bytes(f, off, sizeof(buf), buf);
 
 		if (!icmp)
 			return -1;
@@ -222,11 +274,11 @@ struct eth_header {
 	__be16 proto;
 };
 
-static __always_inline int parse_ipv4(struct __sk_buff *skb, __u32 off, struct fc_flow_key *key,
+static __always_inline int parse_ipv4(const struct fc_frame *f, __u32 off, struct fc_flow_key *key,
 				      struct fc_packet *pkt)
 {
 	struct ipv4_header buf;
-	const struct ipv4_header *ip = frame_bytes(skb, off, sizeof(buf), &buf);
+	const struct ipv4_header *ip = frame_bytes(f, off, sizeof(buf), &buf);
 	__u32 ihl;
 
 	if (!ip)
@@ -241,14 +293,14 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, __u32 off, struct f
 	/* Only the first fragment carries the transport header. */
 	if (bpf_ntohs(ip->frag_off) & IP_OFFSET_MASK)
 		return 0;
-	return parse_transport(skb, off + ihl * 4, ip->protocol, key, pkt);
+	return parse_transport(f, off + ihl * 4, ip->protocol, key, pkt);
 }
 
-static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, struct fc_flow_key *key,
+static __always_inline int parse_ipv6(const struct fc_frame *f, __u32 off, struct fc_flow_key *key,
 				      struct fc_packet *pkt)
 {
 	struct ipv6_header buf;
-	const struct ipv6_header *ip6 = frame_bytes(skb, off, sizeof(buf), &buf);
+	const struct ipv6_header *ip6 = frame_bytes(f, off, sizeof(buf), &buf);
 	__u8 nexthdr;
 	int i;
 
@@ -262,13 +314,15 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, struct f
 
 	/* Bounded walk of the extension-header chain. */
 	for (i = 0; i < FC_MAX_IPV6_EXT_HEADERS; i++) {
-		__u8 ext[4]; /* next header, length, and for fragments the offset */
+		__u8 buf[4];
+		const __u8 *ext; /* next header, length, and for fragments the offset */
 
 		if (nexthdr != IPV6_NH_HOP && nexthdr != IPV6_NH_ROUTING &&
 		    nexthdr != IPV6_NH_DSTOPTS && nexthdr != IPV6_NH_FRAGMENT &&
 		    nexthdr != IPV6_NH_AH)
 			break;
-		if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext))) {
+		ext = frame_bytes(f, off, sizeof(buf), buf);
+		if (!ext) {
 			key->protocol = nexthdr;
 			return -1;
 		}
@@ -285,15 +339,15 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, __u32 off, struct f
 		nexthdr = ext[0];
 	}
 	key->protocol = nexthdr;
-	return parse_transport(skb, off, nexthdr, key, pkt);
+	return parse_transport(f, off, nexthdr, key, pkt);
 }
 
 /* Fill the key from the frame. Parse errors keep what was read so far. */
-static __always_inline void parse_frame(struct __sk_buff *skb, struct fc_flow_key *key,
+static __always_inline void parse_frame(const struct fc_frame *f, struct fc_flow_key *key,
 					struct fc_packet *pkt)
 {
 	struct eth_header buf;
-	const struct eth_header *eth = frame_bytes(skb, 0, sizeof(buf), &buf);
+	const struct eth_header *eth = frame_bytes(f, 0, sizeof(buf), &buf);
 	__be16 proto;
 	__u32 off = sizeof(buf);
 	int i, err = 0;
@@ -307,28 +361,30 @@ static __always_inline void parse_frame(struct __sk_buff *skb, struct fc_flow_ke
 	proto = eth->proto;
 
 	/* On receive the outer tag is usually already in skb->vlan_tci (stripped). */
-	if (skb->vlan_present)
-		key->vlan_id = skb->vlan_tci & 0x0fff;
+	if (f->skb->vlan_present)
+		key->vlan_id = f->skb->vlan_tci & 0x0fff;
 	for (i = 0; i < FC_MAX_VLAN_TAGS; i++) {
-		__be16 tag[2]; /* TCI, inner ethertype */
+		__be16 tagbuf[2];
+		const __be16 *tag; /* TCI, inner ethertype */
 
 		if (proto != ETH_P_8021Q_BE && proto != ETH_P_8021AD_BE)
 			break;
-		if (bpf_skb_load_bytes(skb, off, tag, sizeof(tag))) {
+		tag = frame_bytes(f, off, sizeof(tagbuf), tagbuf);
+		if (!tag) {
 			pkt->parse_failed = 1;
 			break;
 		}
 		if (!key->vlan_id)
 			key->vlan_id = bpf_ntohs(tag[0]) & 0x0fff;
 		proto = tag[1];
-		off += sizeof(tag);
+		off += sizeof(tagbuf);
 	}
 	key->eth_protocol = bpf_ntohs(proto);
 
 	if (proto == ETH_P_IP_BE)
-		err = parse_ipv4(skb, off, key, pkt);
+		err = parse_ipv4(f, off, key, pkt);
 	else if (proto == ETH_P_IPV6_BE)
-		err = parse_ipv6(skb, off, key, pkt);
+		err = parse_ipv6(f, off, key, pkt);
 	if (err)
 		pkt->parse_failed = 1;
 }
@@ -356,6 +412,7 @@ static __always_inline void fall_back_to_ringbuf(const struct fc_flow_key *key,
 static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 {
 	struct fc_flow_key key;
+	struct fc_frame frame;
 	struct fc_packet pkt = {};
 	struct fc_flow_metrics *metrics;
 	__u32 slot = 0;
@@ -378,7 +435,8 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	__builtin_memset(&key, 0, sizeof(key));
 	key.if_index = skb->ifindex;
 	key.direction = direction;
-	parse_frame(skb, &key, &pkt);
+	frame_open(skb, &frame);
+	parse_frame(&frame, &key, &pkt);
 	if (pkt.parse_failed) {
 		count(FC_COUNTER_PARSE_FAILED, 1);
 		if (fc_debug)
