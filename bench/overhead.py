@@ -35,7 +35,7 @@ import time
 
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
-from bench.kernel_cost import empty_object
+from bench.kernel_cost import bench_object
 from bench.lab import Lab, bpf_objects, interrupt_on_sigterm, wait_until
 
 PART = "overhead"
@@ -135,7 +135,7 @@ class Bench:
                 tc("qdisc", "add", "dev", "veth0", "clsact")
                 for hook in ("ingress", "egress"):
                     tc("filter", "add", "dev", "veth0", hook, "prio", "1", "bpf", "direct-action",
-                       "object-file", empty_object(), "section", "tc")
+                       "object-file", bench_object(), "section", "tc")
                 yield None
             else:
                 agent = self.lab.agent(self.receiver.ns, "--interfaces", "veth0", "--output", "none",
