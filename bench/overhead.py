@@ -16,8 +16,9 @@ trafgen sends as fast as it can from one CPU. On a veth the receive side runs
 in the sender's softirq on the same CPU, so every ns the TC program costs
 shows up in this figure: the worst case for overhead. trafgen's frames are
 non-linear skbs (headers in page fragments): the program copies the first
-128 bytes once with bpf_skb_load_bytes (bpf/flows.bpf.c frame_open). TCP: iperf3 bits/s received, one stream, GSO on (a TC
-program runs once per GSO packet of up to 64 KiB, not per wire frame).
+128 bytes once with bpf_skb_load_bytes (bpf/flows.bpf.c frame_open). TCP:
+iperf3 bits/s received, one stream, GSO on (a TC program runs once per GSO
+packet of up to 64 KiB, not per wire frame).
 
 A third condition, an empty TC program (bench/bpf/empty.bpf.c) attached on
 both hooks of the same veth, separates what the TC hook itself costs from
