@@ -222,3 +222,28 @@ int fcb_prog_run_stats(__u32 id, __u64 *run_time_ns, __u64 *run_cnt, char *name)
 	memcpy(name, info.name, sizeof(info.name));
 	return err;
 }
+
+long fcb_clear_prog_maps(int prog_fd)
+{
+	__u32 ids[8], len, i;
+	struct bpf_prog_info info = {};
+	long n = 0;
+
+	info.nr_map_ids = sizeof(ids) / sizeof(ids[0]);
+	info.map_ids = (__u64)(unsigned long)ids;
+	len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
+		return -errno;
+	for (i = 0; i < info.nr_map_ids && i < sizeof(ids) / sizeof(ids[0]); i++) {
+		char key[64];
+		int fd = bpf_map_get_fd_by_id(ids[i]);
+
+		if (fd < 0)
+			return -errno;
+		/* Always the first key: each delete makes the next one first. */
+		while (!bpf_map_get_next_key(fd, NULL, key) && !bpf_map_delete_elem(fd, key))
+			n++;
+		close(fd);
+	}
+	return n;
+}

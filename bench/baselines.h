@@ -23,3 +23,6 @@ int bpf_map_get_fd_by_id(__u32 id);
  * fcb_prog_run_stats: total run time (ns), run count and name (16 bytes) of program `id`; 0 or -errno. */
 int fcb_enable_stats(void);
 int fcb_prog_run_stats(__u32 id, __u64 *run_time_ns, __u64 *run_cnt, char *name);
+/* For bench/kernel_cost.py: delete every entry of every map program prog_fd uses (keys up to 64
+ * bytes); the number deleted, or -errno. */
+long fcb_clear_prog_maps(int prog_fd);

@@ -16,7 +16,9 @@ size). Cases, each against the floor measured the same way in the same run:
   - full map and full ring buffer: the insert and the reserve both fail and
     the packet is only counted (the loss is visible in the counters map).
 A second floor, bench/bpf/floor.bpf.c, is what every flow program must do per
-packet before any map: read the clock once (and copy non-linear headers once).
+packet before any map: read the clock once (and copy non-linear headers once);
+a third, bench/bpf/minimal.bpf.c, the least a per-flow counter can cost: the
+clock, a per-CPU hash keyed by 4 bytes, a lookup and (new flow) an insert.
 Run: .venv/bin/python -m bench.kernel_cost [--runs 7] [--packets 200000]
 """
 import argparse
@@ -99,7 +101,9 @@ def measure(runs, packets):
     runner = Runner(base, packets)
     empty_fd = bench_program(base, "empty")
     clock_fd = bench_program(base, "floor")
+    minimal_fd = bench_program(base, "minimal")
     floor, floor_single, clock, existing, new, full, lost = [], [], [], [], [], [], []
+    minimal, minimal_new = [], []
     try:
         with FlowKernel(int(packets / NEW_FLOWS_FILL)) as flows_kernel, \
                 FlowKernel(1, ringbuf_bytes=RINGBUF_BYTES) as full_kernel, \
@@ -118,10 +122,14 @@ def measure(runs, packets):
                 progress(f"kernel cost: run {run + 1}/{runs}")
                 floor.append(runner.repeated(empty_fd))
                 clock.append(runner.repeated(clock_fd))
+                minimal.append(runner.repeated(minimal_fd))
                 existing.append(runner.repeated(ingress))
                 floor_single.append(runner.one_by_one(empty_fd, 0))
                 new.append(runner.one_by_one(ingress, (run + 1) * packets))
                 flows_kernel.swap_and_drain()  # the new flows were counted: empty the map off the clock
+                assert base.lib.fcb_clear_prog_maps(minimal_fd) >= 1
+                minimal_new.append(runner.one_by_one(minimal_fd, (run + 1) * packets))
+                assert base.lib.fcb_clear_prog_maps(minimal_fd) == packets
                 before = full_kernel.counters()
                 full.append(runner.repeated(full_ingress))
                 after = full_kernel.counters()
@@ -134,6 +142,7 @@ def measure(runs, packets):
     finally:
         os.close(empty_fd)
         os.close(clock_fd)
+        os.close(minimal_fd)
     unit = "ns/packet"
     floor_fig = Figure("empty TC program, repeated", unit, floor)
     floor_single_fig = Figure("empty TC program, one run per frame", unit, floor_single)
@@ -142,8 +151,12 @@ def measure(runs, packets):
         Result(PART, "existing flow", existing_fig, floor_fig, better="lower", aim="<= 65", aim_of="median"),
         Result(PART, "existing flow", existing_fig, Figure("floor: empty program + one clock read", unit, clock),
                better="lower"),
+        Result(PART, "existing flow", existing_fig,
+               Figure("least per-flow program: clock + 4-byte-key per-CPU hash", unit, minimal), better="lower"),
         Result(PART, "new flow per packet", new_fig, floor_single_fig, better="lower", aim="<= 350",
                aim_of="median"),
+        Result(PART, "new flow per packet", new_fig,
+               Figure("least per-flow program: clock + 4-byte-key per-CPU hash", unit, minimal_new), better="lower"),
         Result(PART, "full map: ring buffer", Figure("fc_ingress", unit, full), floor_fig, better="lower"),
         Result(PART, "full map and ring buffer: counted loss", Figure("fc_ingress", unit, lost), floor_fig,
                better="lower"),
