@@ -302,11 +302,12 @@ def measure(runs, loops):
                                         for r in done[a]]) for a in AGENTS}
     traffic = f"{PACKETS * loops:,} packets, {FLOWS:,} flows"
     results = []
-    for label, figs in ((f"{traffic}: agent's processes", per_mpkt),
-                        (f"{traffic}: processes + receive path above replay alone "
-                         f"({replay_alone / loops / PACKETS * 1e6:.2f} s/Mpkt)", host)):
+    # Aims: issue 6 for the processes alone, issue 14 with the kernel side included.
+    for label, figs, aim in ((f"{traffic}: agent's processes", per_mpkt, "<= 0.25"),
+                             (f"{traffic}: processes + receive path above replay alone "
+                              f"({replay_alone / loops / PACKETS * 1e6:.2f} s/Mpkt)", host, "<= 0.35")):
         best_peer = min((figs[a] for a in AGENTS[1:]), key=lambda f: f.median)
-        results.append(Result(PART, label, figs["flowcollect"], best_peer, aim="<= 0.25", better="lower"))
+        results.append(Result(PART, label, figs["flowcollect"], best_peer, aim=aim, better="lower"))
         results += [Result(PART, label, figs[a], figs["flowcollect"], better="lower") for a in AGENTS[1:]]
     for a in AGENTS:
         exact = sum(r.counted == r.sent for r in done[a])
