@@ -33,7 +33,7 @@ def run_flood(two_hosts, tmp_path, flows, repeat, *args, stop_after=0.0):
 @pytest.mark.parametrize("flows, repeat", [(300_000, 2), (1_000_000, 1)])
 def test_defaults_export_every_packet_of_a_flood_of_new_flows(two_hosts, tmp_path, flows, repeat):
     sent, (packets, distinct), ledger = run_flood(two_hosts, tmp_path, flows, repeat)
-    assert (packets, distinct) == (sent, flows)
+    assert (packets, distinct) == (sent, flows), ledger
     assert (ledger["packets_seen"], ledger["packets_exported"], ledger["packets_lost"]) == (sent, sent, 0)
     assert ledger["flows_lost"] == 0 and "packets_unaccounted" not in ledger
 
