@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "flow.h"
@@ -96,6 +97,71 @@ static __u64 now_ns(void)
 int fc_num_possible_cpus(void)
 {
 	return libbpf_num_possible_cpus();
+}
+
+/* Is there a function `name` in the kernel's BTF (an fentry target)? */
+static bool btf_has_func(const struct btf *vmlinux, const char *name)
+{
+	return btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) > 0;
+}
+
+/* Does the kfree_skb tracepoint pass the drop reason (its third argument, enum skb_drop_reason)? */
+static bool btf_kfree_skb_has_reason(const struct btf *vmlinux)
+{
+	int id = btf__find_by_name_kind(vmlinux, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+	const struct btf_type *t;
+	const struct btf_param *params;
+
+	if (id <= 0 || btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM) <= 0)
+		return false;
+	t = btf__type_by_id(vmlinux, id);                  /* typedef -> pointer -> function prototype */
+	t = t ? btf__type_by_id(vmlinux, t->type) : NULL;
+	t = t && btf_is_ptr(t) ? btf__type_by_id(vmlinux, t->type) : NULL;
+	if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 4)
+		return false; /* (void *ctx, skb, location, reason, ...) */
+	params = btf_params(t);
+	t = btf__type_by_id(vmlinux, params[3].type);
+	return t && btf_is_enum(t);
+}
+
+static void append_missing(char *buf, size_t len, const char *clause)
+{
+	size_t used = strlen(buf);
+
+	snprintf(buf + used, len - used, "%s%s", used ? "; " : "", clause);
+}
+
+__u32 fc_probe_features(__u32 wanted)
+{
+	/* DNS is parsed by the TC programs themselves: it needs nothing more than counting does. */
+	__u32 supported = FC_FEATURE_DNS;
+	struct btf *vmlinux;
+	char missing[FC_ERROR_LEN] = "";
+
+	libbpf_set_print(fc_libbpf_print); /* libbpf's own lines would be a second line on stderr */
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux) {
+		if (wanted & FC_FEATURE_DROPS)
+			append_missing(missing, sizeof(missing),
+				       "drops needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)");
+		if (wanted & FC_FEATURE_RTT)
+			append_missing(missing, sizeof(missing),
+				       "rtt needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)");
+		snprintf(fc_error, sizeof(fc_error), "%s", missing);
+		return supported;
+	}
+	if (btf_kfree_skb_has_reason(vmlinux))
+		supported |= FC_FEATURE_DROPS;
+	else if (wanted & FC_FEATURE_DROPS)
+		append_missing(missing, sizeof(missing),
+			       "drops needs the kfree_skb tracepoint with its drop reason (Linux 5.17 and later)");
+	if (btf_has_func(vmlinux, "tcp_rcv_established"))
+		supported |= FC_FEATURE_RTT;
+	else if (wanted & FC_FEATURE_RTT)
+		append_missing(missing, sizeof(missing), "rtt needs tcp_rcv_established in the kernel's BTF");
+	btf__free(vmlinux);
+	snprintf(fc_error, sizeof(fc_error), "%s", missing);
+	return supported;
 }
 
 static int probe_batch_ops(void)

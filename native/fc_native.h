@@ -30,6 +30,11 @@
 #define FC_ATTACH_TCX 1
 #define FC_ATTACH_TC 2
 
+/* Opt-in features (fc_load_opts.features, fc_probe_features): bits of a mask. */
+#define FC_FEATURE_DROPS 1
+#define FC_FEATURE_RTT 2
+#define FC_FEATURE_DNS 4
+
 struct fc_load_opts {
 	__u32 max_flows;      /* entries of each flow map (cache_max_flows) */
 	__u32 ringbuf_bytes;  /* power of two, multiple of the page size */
@@ -39,6 +44,7 @@ struct fc_load_opts {
 	__u8 debug;
 	__u8 attach_mode;     /* FC_ATTACH_* */
 	__u8 replay;          /* 1: flow times are the frames' skb->tstamp (fc_agent_replay), not the clock */
+	__u32 features;       /* FC_FEATURE_* wanted: their programs are loaded, their hot-path code enabled */
 };
 
 /* What one swap-and-drain cost, for the agent's own metrics. */
@@ -61,6 +67,10 @@ struct fc_agent;
 
 const char *fc_last_error(void);
 int fc_num_possible_cpus(void);
+
+/* Which FC_FEATURE_* this kernel can do, from its BTF (no privileges needed). For those of
+ * `wanted` it cannot, fc_last_error() says what is missing, one clause per feature. */
+__u32 fc_probe_features(__u32 wanted);
 
 int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
 void fc_agent_close(struct fc_agent *agent);

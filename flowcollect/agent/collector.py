@@ -114,7 +114,8 @@ class Collector:
                 closers.append(server.serve(config.metrics_address, config.output, self.tracing).shutdown)
                 log.info("serving Prometheus metrics on http://%s/metrics (and /healthz)", config.metrics_address)
             kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
-                                ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode)
+                                ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode,
+                                features=config.features)
             self.kernel = kernel
             closers.append(kernel.close)
             owners.claim(rundir.path, kernel.prog_ids())  # what `flowcollect cleanup` must leave alone

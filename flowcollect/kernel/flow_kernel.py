@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from flowcollect.kernel.bindings import check, ffi, lib
+from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
 from flowcollect.records.batch import empty
 from flowcollect.records.layout import COUNTER_NAMES, FLOW_METRICS, FLOW_RECORD
@@ -61,7 +62,7 @@ class FlowKernel:
 
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
                  ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False,
-                 attach_mode: str = "auto", replay: bool = False) -> None:
+                 attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = ()) -> None:
         require_kernel_privileges()
         opts = ffi.new("struct fc_load_opts *", {
             "max_flows": max_flows,
@@ -72,6 +73,7 @@ class FlowKernel:
             "debug": int(debug),
             "attach_mode": ATTACH_MODES[attach_mode],
             "replay": int(replay),
+            "features": feature_mask(features),
         })
         out = ffi.new("struct fc_agent **")
         check(lib.fc_agent_open(opts, out))
@@ -79,6 +81,7 @@ class FlowKernel:
         self.max_flows = max_flows
         self.sampling = sampling
         self.direction = direction
+        self.features = features
         # Reused between calls: fresh pages are slow to touch on these hosts.
         self._drain_rows = empty(max_flows)
         self._ring_rows = empty(RINGBUF_BATCH)
