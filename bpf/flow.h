@@ -109,10 +109,25 @@ struct fc_flow_record {
 };
 
 /*
+ * User space only: what the opt-in features (--features) add to an evicted
+ * flow, zero when off. Drops: packets and bytes of the flow the kernel freed
+ * as dropped (struct fc_drop_metrics joined on in user space), the reason
+ * (enum skb_drop_reason: its names come from the kernel's BTF at run time)
+ * and the socket's TCP state (0: no socket). 24 bytes.
+ */
+struct fc_flow_features {
+	__u64 drop_packets;
+	__u64 drop_bytes;
+	__u32 drop_reason;
+	__u8 drop_tcp_state;
+	__u8 pad_features[3];
+};
+
+/*
  * User space only: one evicted flow, as the pipeline stages pass it on and as
  * the binary ZeroMQ topic carries it (docs/wire.md). Times are wall clock,
  * nanoseconds since the Unix epoch, converted from first/last_seen_ns with one
- * (wall, monotonic) pair per eviction. 128 bytes.
+ * (wall, monotonic) pair per eviction. 152 bytes.
  */
 struct fc_flow_export {
 	struct fc_flow_record record;
@@ -121,6 +136,51 @@ struct fc_flow_export {
 	__u32 sampling;  /* 1 in N packets were counted; 0 or 1 = every packet */
 	__u8 duplicate;  /* set by the deduper in just-mark mode */
 	__u8 pad_export[3];
+	struct fc_flow_features features;
+};
+
+/* ---- Opt-in features (--features): maps of their own, joined onto the flows in user space ---- */
+
+/* Slots of the per-CPU feature counters map: what a feature saw but could not record. */
+enum fc_feature_counter {
+	FC_FEATURE_COUNTER_DROPS_UNRECORDED = 0, /* dropped packets whose flow did not fit the drop map */
+	FC_FEATURE_COUNTER_MAX = 1,
+};
+
+/*
+ * Drops (bpf/drops.bpf.h): the key of the per-CPU drop map, a flow without
+ * its interface, MACs or direction, which a packet freed deep in the stack
+ * no longer has. Same address form and byte order as struct fc_flow_key. 40 bytes.
+ */
+struct fc_drop_key {
+	__u8 src_ip[FC_IP_LEN];
+	__u8 dst_ip[FC_IP_LEN];
+	__u16 src_port;
+	__u16 dst_port;
+	__u8 protocol;
+	__u8 pad_drop_key[3];
+};
+
+/*
+ * The per-CPU value of the drop map; a slot whose first_seen_ns is 0 was never
+ * written on that CPU. bytes: the IP packet plus a 14-byte Ethernet header per
+ * frame, as `bytes` of a flow counts it on Ethernet. 48 bytes.
+ */
+struct fc_drop_metrics {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u32 reason;     /* enum skb_drop_reason of the latest drop */
+	__u32 if_index;   /* of the device the latest dropped packet was on (0: none) */
+	__u8 tcp_state;   /* of its socket (TCP_ESTABLISHED = 1, ...), 0 when it had none */
+	__u8 pad_drop[7];
+};
+
+/* One drained row of the drop map, per-CPU values folded. 88 bytes. */
+struct fc_drop_record {
+	struct fc_drop_key key;
+	struct fc_drop_metrics metrics;
 };
 
 #endif /* FC_FLOW_H */

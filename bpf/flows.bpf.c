@@ -432,6 +432,9 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	return TC_ACT_UNSPEC;
 }
 
+/* Opt-in features (--features): each in its own header, loaded only when on. */
+#include "drops.bpf.h"
+
 SEC("tc")
 int fc_ingress(struct __sk_buff *skb)
 {

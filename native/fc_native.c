@@ -225,6 +225,19 @@ struct fc_attachment {
 	struct bpf_tc_opts ingress_opts, egress_opts;
 };
 
+/* What the opt-in features (--features) hold beside the flow maps; see the section at the end. */
+struct fc_feature_state {
+	__u32 enabled;                      /* FC_FEATURE_* */
+	int drop_fd[2];
+	int drop_active;                    /* index into drop_fd of the drop map the kernel writes */
+	struct fc_drop_key *drop_keys;      /* batch */
+	struct fc_drop_metrics *drop_values; /* batch x ncpus */
+};
+
+static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts);
+static int features_after_load(struct fc_agent *agent);
+static void features_close(struct fc_agent *agent);
+
 struct fc_agent {
 	struct flows_bpf *skel;
 	struct ring_buffer *ringbuf;
@@ -244,6 +257,7 @@ struct fc_agent {
 	struct fc_attachment *attachments;
 	size_t n_attachments;
 	size_t cap_attachments;
+	struct fc_feature_state features;
 };
 
 static int on_ringbuf_record(void *ctx, void *data, size_t size)
@@ -339,6 +353,8 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(err, "sizing the BPF maps");
 		goto fail;
 	}
+	if ((err = features_before_load(agent, opts)))
+		goto fail;
 	err = flows_bpf__load(agent->skel);
 	if (err) {
 		size_t used;
@@ -385,6 +401,8 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(-errno, "opening the ring buffer");
 		goto fail;
 	}
+	if ((err = features_after_load(agent)))
+		goto fail;
 	*out = agent;
 	return 0;
 fail:
@@ -839,23 +857,29 @@ long fc_agent_prog_id(struct fc_agent *agent, int which)
 	return info.id;
 }
 
-int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+/* Sum slots 0..n of a per-CPU array of counters (of `size` slots) into out. */
+static int sum_percpu_counters(struct fc_agent *agent, int fd, __u64 *out, __u32 n, __u32 size, const char *what)
 {
-	int fd = bpf_map__fd(agent->skel->maps.fc_counters);
 	__u32 slot, cpu;
 
-	if (n > FC_COUNTER_MAX)
-		return fc_fail(-EINVAL, "%u counters asked, %d exist", n, FC_COUNTER_MAX);
+	if (n > size)
+		return fc_fail(-EINVAL, "%u %s asked, %u exist", n, what, size);
 	for (slot = 0; slot < n; slot++) {
 		int err = bpf_map_lookup_elem(fd, &slot, agent->counter_values);
 
 		if (err)
-			return fc_fail(err, "reading counter %u", slot);
+			return fc_fail(err, "reading %s slot %u", what, slot);
 		out[slot] = 0;
 		for (cpu = 0; cpu < agent->ncpus; cpu++)
 			out[slot] += agent->counter_values[cpu];
 	}
 	return 0;
+}
+
+int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+{
+	return sum_percpu_counters(agent, bpf_map__fd(agent->skel->maps.fc_counters), out, n, FC_COUNTER_MAX,
+				   "counters");
 }
 
 int fc_agent_map_fd(struct fc_agent *agent, int which)
@@ -891,6 +915,7 @@ void fc_agent_close(struct fc_agent *agent)
 	if (!agent)
 		return;
 	fc_agent_detach_all(agent);
+	features_close(agent);
 	ring_buffer__free(agent->ringbuf);
 	flows_bpf__destroy(agent->skel);
 	free(agent->attachments);
@@ -898,4 +923,199 @@ void fc_agent_close(struct fc_agent *agent)
 	free(agent->values);
 	free(agent->counter_values);
 	free(agent);
+}
+
+
+/* ---- Opt-in features (--features): their programs and maps, loaded only when asked for ---- */
+
+/* The value of enumerator `name` of enum `type` in the kernel's BTF; `missing` when there is none. */
+static __u32 btf_enum_value(const struct btf *vmlinux, const char *type, const char *name, __u32 missing)
+{
+	int id = btf__find_by_name_kind(vmlinux, type, BTF_KIND_ENUM);
+	const struct btf_type *t = id > 0 ? btf__type_by_id(vmlinux, id) : NULL;
+	const struct btf_enum *e;
+	__u16 i;
+
+	if (!t)
+		return missing;
+	for (i = 0, e = btf_enum(t); i < btf_vlen(t); i++, e++)
+		if (!strcmp(btf__name_by_offset(vmlinux, e->name_off), name))
+			return (__u32)e->val;
+	return missing;
+}
+
+static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts)
+{
+	struct fc_feature_state *f = &agent->features;
+	bool drops = opts->features & FC_FEATURE_DROPS;
+	int err;
+
+	f->enabled = opts->features;
+	f->drop_fd[0] = f->drop_fd[1] = -1;
+	/* Off: the program is not loaded and its maps take one entry each. */
+	bpf_program__set_autoload(agent->skel->progs.fc_kfree_skb, drops);
+	if ((err = bpf_map__set_max_entries(agent->skel->maps.fc_drops_a, drops ? opts->max_flows : 1)) ||
+	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_drops_b, drops ? opts->max_flows : 1)))
+		return fc_fail(err, "sizing the drop maps");
+	if (drops) {
+		struct btf *vmlinux = btf__load_vmlinux_btf();
+
+		if (!vmlinux)
+			return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
+		agent->skel->rodata->fc_drop_reason_consumed =
+			btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
+		btf__free(vmlinux);
+		/* Drops are global: only those of the agent's own network namespace are its flows. */
+		agent->skel->rodata->fc_drops_netns = (__u32)current_netns();
+	}
+	return 0;
+}
+
+static int features_after_load(struct fc_agent *agent)
+{
+	struct fc_feature_state *f = &agent->features;
+
+	if (!(f->enabled & FC_FEATURE_DROPS))
+		return 0;
+	f->drop_fd[0] = bpf_map__fd(agent->skel->maps.fc_drops_a);
+	f->drop_fd[1] = bpf_map__fd(agent->skel->maps.fc_drops_b);
+	f->drop_active = 0; /* the static slot initialiser points at fc_drops_a */
+	f->drop_keys = calloc(agent->batch, sizeof(*f->drop_keys));
+	f->drop_values = calloc((size_t)agent->batch * agent->ncpus, sizeof(*f->drop_values));
+	if (!f->drop_keys || !f->drop_values)
+		return fc_fail(-ENOMEM, "allocating drain buffers for %u drop rows", agent->batch);
+	/* The skeleton owns the link: flows_bpf__destroy() detaches it. */
+	agent->skel->links.fc_kfree_skb = bpf_program__attach(agent->skel->progs.fc_kfree_skb);
+	if (!agent->skel->links.fc_kfree_skb)
+		return fc_fail(-errno, "attaching the drops program to the kfree_skb tracepoint");
+	return 0;
+}
+
+static void features_close(struct fc_agent *agent)
+{
+	free(agent->features.drop_keys);
+	free(agent->features.drop_values);
+	agent->features.drop_keys = NULL;
+	agent->features.drop_values = NULL;
+}
+
+/* Fold the per-CPU values of one drop row (slots with first_seen_ns == 0 are empty). */
+static void fold_drop_percpu(const struct fc_drop_metrics *percpu, __u32 ncpus, struct fc_drop_metrics *out)
+{
+	struct fc_drop_metrics acc = { 0 };
+	__u32 cpu;
+
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		const struct fc_drop_metrics *m = &percpu[cpu];
+
+		if (!m->first_seen_ns)
+			continue;
+		acc.packets += m->packets;
+		acc.bytes += m->bytes;
+		if (!acc.first_seen_ns || m->first_seen_ns < acc.first_seen_ns)
+			acc.first_seen_ns = m->first_seen_ns;
+		if (m->last_seen_ns >= acc.last_seen_ns) {
+			/* The reason, device and state of the latest drop. */
+			acc.last_seen_ns = m->last_seen_ns;
+			acc.reason = m->reason;
+			acc.if_index = m->if_index;
+			acc.tcp_state = m->tcp_state;
+		}
+	}
+	*out = acc;
+}
+
+/* Read and delete every row of a drop map no program writes any more. */
+static long drain_drops(struct fc_agent *agent, int fd, struct fc_drop_record *out, __u64 capacity)
+{
+	struct fc_feature_state *f = &agent->features;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	__u64 in_batch = 0, out_batch = 0;
+	struct fc_drop_key *prev = NULL;
+	bool first = true;
+	long n = 0, i;
+	int err;
+
+	while (agent->batch_ops) {
+		__u32 count = agent->batch;
+
+		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, f->drop_keys,
+						      f->drop_values, &count, &opts);
+		if (err && err != -ENOENT)
+			return fc_fail(err, "draining the drop map in batches of %u", agent->batch);
+		if (n + count > capacity)
+			return fc_fail(-ENOBUFS, "drained more drop rows than the %llu given", (unsigned long long)capacity);
+		for (i = 0; i < count; i++, n++) {
+			out[n].key = f->drop_keys[i];
+			fold_drop_percpu(&f->drop_values[(size_t)i * agent->ncpus], agent->ncpus, &out[n].metrics);
+		}
+		if (err == -ENOENT)
+			return n;
+		in_batch = out_batch;
+		first = false;
+	}
+	/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
+	while (n < (long)capacity && !(err = bpf_map_get_next_key(fd, prev, &out[n].key))) {
+		if ((err = bpf_map_lookup_elem(fd, &out[n].key, f->drop_values)))
+			return fc_fail(err, "reading a row of the retired drop map");
+		fold_drop_percpu(f->drop_values, agent->ncpus, &out[n].metrics);
+		prev = &out[n++].key;
+	}
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &out[i].key);
+	return n;
+}
+
+long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity)
+{
+	struct fc_feature_state *f = &agent->features;
+	int retired = f->drop_active, next = !f->drop_active;
+	__u32 slot = 0;
+	int err;
+
+	if (!(f->enabled & FC_FEATURE_DROPS))
+		return 0;
+	if (capacity < agent->max_flows)
+		return fc_fail(-EINVAL, "a drop drain needs room for %u rows, got %llu", agent->max_flows,
+			       (unsigned long long)capacity);
+	/* As for the flow maps: the update returns once no program writes the retired map. */
+	err = bpf_map_update_elem(bpf_map__fd(agent->skel->maps.fc_drop_slot), &slot, &f->drop_fd[next], BPF_ANY);
+	if (err)
+		return fc_fail(err, "swapping the drop map");
+	f->drop_active = next;
+	return drain_drops(agent, f->drop_fd[retired], out, capacity);
+}
+
+long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity)
+{
+	struct btf *vmlinux;
+	const struct btf_type *t;
+	const struct btf_enum *e;
+	static const char prefix[] = "SKB_DROP_REASON_";
+	int id;
+	__u32 i, n = 0;
+
+	libbpf_set_print(fc_libbpf_print);
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for its drop reasons");
+	id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
+	t = id > 0 ? btf__type_by_id(vmlinux, id) : NULL;
+	for (i = 0, e = t ? btf_enum(t) : NULL; t && i < btf_vlen(t) && n < capacity; i++, e++) {
+		const char *name = btf__name_by_offset(vmlinux, e->name_off);
+
+		if (!strncmp(name, prefix, sizeof(prefix) - 1))
+			name += sizeof(prefix) - 1; /* NETFILTER_DROP, as netobserv and `perf` print them */
+		out[n].value = (__u32)e->val;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", name);
+		n++;
+	}
+	btf__free(vmlinux);
+	return n;
+}
+
+int fc_agent_read_feature_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+{
+	return sum_percpu_counters(agent, bpf_map__fd(agent->skel->maps.fc_feature_counters), out, n,
+				   FC_FEATURE_COUNTER_MAX, "feature counters");
 }

@@ -128,4 +128,23 @@ int fc_agent_prog_fd(struct fc_agent *agent, int which);
 /* Fold the per-CPU values of one flow (slots with first_seen_ns == 0 are empty). */
 void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc_flow_metrics *out);
 
+/* ---- Opt-in features (--features) ---- */
+
+/* One enumerator of the kernel's enum skb_drop_reason, SKB_DROP_REASON_ prefix dropped. */
+struct fc_drop_reason {
+	__u32 value;
+	char name[60];
+};
+
+/* Swap the drop maps (FC_FEATURE_DROPS) and drain the retired one into out[0..n), per-CPU values
+ * folded; capacity at least max_flows. Called right after fc_agent_swap_and_drain, so both cover
+ * the same period. Returns n (0 when the feature is off). */
+long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity);
+
+/* The kernel's drop reasons, from its BTF at run time (the enum grows between kernels). Returns how many. */
+long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity);
+
+/* Sum the per-CPU feature counters map (enum fc_feature_counter) into out[0..n). */
+int fc_agent_read_feature_counters(struct fc_agent *agent, __u64 *out, __u32 n);
+
 #endif /* FC_NATIVE_H */

@@ -8,16 +8,16 @@ import numpy as np
 import orjson
 import pytest
 
-from flowcollect.records.batch import FlowBatch
-from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines
-from flowcollect.records.layout import FLOW_EXPORT
+from flowcollect.records.batch import Enrichment, FlowBatch
+from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines, fields_of
+from flowcollect.records.layout import FLOW_EXPORT, TCP_STATE_NAMES
 from tests.flowrows import flow_row as flow
 from tests.flowtools import ip16
 
 T0_NS = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z
 
 
-def reference_record(row, names, agent_ip):
+def reference_record(row, names, agent_ip, enrichment=None):
     """The §7.2 object of one row, built the obvious way."""
     def address(raw):
         if int(row["eth_protocol"]) not in (0x0800, 0x86DD):
@@ -41,11 +41,19 @@ def reference_record(row, names, agent_ip):
         **{name: int(row[name]) for name in ("src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
                                              "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling")},
         "agent_ip": agent_ip, "duplicate": bool(row["duplicate"]),
+        **(drop_fields(row, enrichment.drop_reasons) if enrichment and "drops" in enrichment.features else {}),
     }
 
 
+def drop_fields(row, reasons):
+    dropped, state = int(row["drop_packets"]) > 0, int(row["drop_tcp_state"])
+    return {"drop_packets": int(row["drop_packets"]), "drop_bytes": int(row["drop_bytes"]),
+            "drop_cause": reasons.get(int(row["drop_reason"])) if dropped else None,
+            "drop_tcp_state": TCP_STATE_NAMES.get(state, str(state)) if state else None}
+
+
 def reference_lines(batch):
-    return b"".join(orjson.dumps(reference_record(row, batch.interface_names, batch.agent_ip),
+    return b"".join(orjson.dumps(reference_record(row, batch.interface_names, batch.agent_ip, batch.enrichment),
                                  option=orjson.OPT_APPEND_NEWLINE) for row in batch.flows)
 
 
@@ -131,6 +139,21 @@ def test_random_batches_equal_one_orjson_dict_per_flow(seed):
     rng = np.random.default_rng(seed)
     batch = random_batch(rng, int(rng.integers(1, 3000)), agent_ip=["192.0.2.1", "2001:db8::9", ""][seed % 3])
     assert bytes(encode_lines(batch)) == reference_lines(batch)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_drop_fields_equal_one_orjson_dict_per_flow(seed):
+    # GIVEN random rows, some dropped with reasons the batch names, some with reasons it does not know
+    rng = np.random.default_rng(100 + seed)
+    batch = random_batch(rng, int(rng.integers(1, 2000)))
+    flows = batch.flows
+    flows["drop_reason"] = rng.integers(0, 8, len(flows))
+    flows["drop_tcp_state"] = np.where(rng.random(len(flows)) < 0.5, rng.integers(0, 14, len(flows)), 255)
+    flows["drop_packets"][rng.random(len(flows)) < 0.4] = 0
+    batch.enrichment = Enrichment(("drops", "rtt"), {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
+    # THEN the lines carry the drop fields after the others, as the reference builds them
+    assert bytes(encode_lines(batch)) == reference_lines(batch)
+    assert list(orjson.loads(bytes(encode_lines(batch)).splitlines()[0])) == list(fields_of(("drops",)))
 
 
 def test_a_reused_encoder_follows_changes_of_layout_and_size():

@@ -17,7 +17,11 @@ STRUCTS = {
     "fc_flow_key": (layout.FLOW_KEY, 64),
     "fc_flow_metrics": (layout.FLOW_METRICS, 40),
     "fc_flow_record": (layout.FLOW_RECORD, 104),
-    "fc_flow_export": (layout.FLOW_EXPORT, 128),
+    "fc_flow_features": (layout.FLOW_FEATURES, 24),
+    "fc_flow_export": (layout.FLOW_EXPORT, 152),
+    "fc_drop_key": (layout.DROP_KEY, 40),
+    "fc_drop_metrics": (layout.DROP_METRICS, 48),
+    "fc_drop_record": (layout.DROP_RECORD, 88),
 }
 
 
@@ -117,7 +121,7 @@ def test_kernel_object_btf_matches_the_native_layout():
     btf = btf_structs(BPF_OBJECT)
     # The map key and value types are in the object's BTF; fc_flow_record (the
     # ring-buffer record) is these two back to back, checked in the test above.
-    for struct in ("fc_flow_key", "fc_flow_metrics"):
+    for struct in ("fc_flow_key", "fc_flow_metrics", "fc_drop_key", "fc_drop_metrics"):
         ctype = ffi.typeof(f"struct {struct}")
         assert btf[struct]["size"] == ffi.sizeof(ctype), struct
         kernel_members = [(m["name"], m["bits_offset"] // 8) for m in btf[struct]["members"]]

@@ -16,7 +16,7 @@ from flowcollect.kernel.bindings import check, ffi, lib
 from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
 from flowcollect.records.batch import empty
-from flowcollect.records.layout import COUNTER_NAMES, FLOW_METRICS, FLOW_RECORD
+from flowcollect.records.layout import COUNTER_NAMES, DROP_RECORD, FLOW_METRICS, FLOW_RECORD
 
 DIRECTION_MASKS = {
     "ingress": lib.FC_TRACE_INGRESS,
@@ -86,6 +86,8 @@ class FlowKernel:
         self._drain_rows = empty(max_flows)
         self._ring_rows = empty(RINGBUF_BATCH)
         self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
+        self._feature_counters = ffi.new("__u64[]", lib.FC_FEATURE_COUNTER_MAX)
+        self._drop_rows = empty(max_flows if "drops" in features else 0, DROP_RECORD)
         self._stats = ffi.new("struct fc_drain_stats *")
         self._attachments = threading.Lock()
 
@@ -159,6 +161,21 @@ class FlowKernel:
         n = check(lib.fc_agent_swap_and_drain(self._agent, _rows(rows), len(rows), self._stats))
         s = self._stats
         return rows[:n], DrainStats(s.swap_ns, s.drain_ns, s.batches, bool(s.used_batch_ops))
+
+    def swap_and_drain_drops(self) -> np.ndarray:
+        """Swap the drop maps and drain the retired one (--features drops; else no rows): DROP_RECORD
+        rows, per-CPU values folded, in a buffer owned by this object and overwritten by the next call.
+        Call it right after swap_and_drain, so that both cover the same period."""
+        if not len(self._drop_rows):
+            return self._drop_rows
+        rows = ffi.cast("struct fc_drop_record *", ffi.from_buffer(self._drop_rows, require_writable=True))
+        n = check(lib.fc_agent_swap_and_drain_drops(self._agent, rows, len(self._drop_rows)))
+        return self._drop_rows[:n]
+
+    def feature_counters(self) -> dict[str, int]:
+        """What the features saw but could not record (enum fc_feature_counter), summed over CPUs."""
+        check(lib.fc_agent_read_feature_counters(self._agent, self._feature_counters, lib.FC_FEATURE_COUNTER_MAX))
+        return {"drops_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DROPS_UNRECORDED])}
 
     def read_ringbuf(self, timeout_ms: int = 0, out: np.ndarray | None = None) -> np.ndarray:
         """Records waiting in the ring buffer (one packet each), up to len(out).

@@ -30,6 +30,14 @@ class MapFetcher(Protocol):
         ...
 
 
+class DropFetcher(Protocol):
+    """Swaps the kernel's drop maps (--features drops) and drains the retired one."""
+
+    def swap_and_drain_drops(self) -> Rows:
+        """DROP_RECORD rows, per-CPU values folded (a buffer reused by the next call)."""
+        ...
+
+
 class RingReader(Protocol):
     """Reads the one-packet records of the kernel's ring buffer."""
 

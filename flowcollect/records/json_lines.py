@@ -45,7 +45,7 @@ import numpy.typing as npt
 import orjson
 
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import DIRECTION_NAMES, FLOW_EXPORT
+from flowcollect.records.layout import DIRECTION_NAMES, FLOW_EXPORT, TCP_STATE_NAMES
 
 FIELDS = (
     "time_flow_start_ms", "time_flow_end_ms", "time_flow_start", "time_flow_end",
@@ -53,8 +53,12 @@ FIELDS = (
     "src_addr", "dst_addr", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
     "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "agent_ip", "duplicate",
 )
+# Fields each --features adds after FIELDS, in this order, on every record of an agent with it on.
+FEATURE_FIELDS = {
+    "drops": ("drop_packets", "drop_bytes", "drop_cause", "drop_tcp_state"),
+}
 NUMBER_FIELDS = ("if_index", "eth_protocol", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
-                 "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling")
+                 "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "drop_packets", "drop_bytes")
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 BLOCK_ROWS = 8192  # rows per block: measured best here (smaller: numpy call overhead; larger: cache misses)
 _U8 = np.uint8
@@ -480,6 +484,12 @@ def _key(name: str, first: bool = False) -> bytes:
 
 _KEYS = [_key(name, first=(i == 0)) for i, name in enumerate(FIELDS)]
 _END = b"}\n"
+_DROP_CAUSE_LONGEST = 64  # names of enum skb_drop_reason are shorter (struct fc_drop_reason.name)
+
+
+def fields_of(features: Sequence[str]) -> tuple[str, ...]:
+    """The keys of every record of a batch whose rows carry `features`, in line order."""
+    return FIELDS + tuple(name for feature in FEATURE_FIELDS if feature in features for name in FEATURE_FIELDS[feature])
 
 
 def _longest_value(field: str) -> int:
@@ -488,10 +498,16 @@ def _longest_value(field: str) -> int:
         return _digit_count(np.iinfo(FLOW_EXPORT[field]).max)
     return {"time_flow_start_ms": 14, "time_flow_end_ms": 14, "time_flow_start": 26, "time_flow_end": 26,
             "interface": 0, "direction": 9, "src_mac": 19, "dst_mac": 19,
-            "src_addr": 41, "dst_addr": 41, "agent_ip": 0, "duplicate": 5}[field]
+            "src_addr": 41, "dst_addr": 41, "agent_ip": 0, "duplicate": 5,
+            "drop_cause": _DROP_CAUSE_LONGEST, "drop_tcp_state": 16}[field]
 
 
 _LONGEST_LINE = len(_END) + sum(len(key) + _longest_value(field) for key, field in zip(_KEYS, FIELDS, strict=True))
+
+
+@cache
+def _tcp_state_texts() -> _TextTable:
+    return _TextTable([b"null"] + [orjson.dumps(TCP_STATE_NAMES.get(s, str(s))) for s in range(1, 256)])
 
 
 class _BatchText:
@@ -503,7 +519,24 @@ class _BatchText:
         # if_index -> code: its position in the table (1-based)
         self.interface_code = {i: code for code, i in enumerate(known, start=1)}
         self.agent_ip = orjson.dumps(batch.agent_ip)
-        self.longest_line = _LONGEST_LINE + int(self.interfaces.lengths.max()) + len(self.agent_ip)
+        extra = fields_of(batch.enrichment.features)[len(FIELDS):]
+        self.extra_keys = [(_key(name), name) for name in extra]
+        self.longest_line = (_LONGEST_LINE + int(self.interfaces.lengths.max()) + len(self.agent_ip)
+                             + sum(len(key) + _longest_value(name) for key, name in self.extra_keys))
+        # drop_reason -> its position in the table of causes: 0 is null (not dropped).
+        reasons = batch.enrichment.drop_reasons
+        self.causes = _TextTable([b"null"] + [orjson.dumps(reasons[r][:_DROP_CAUSE_LONGEST - 2]) for r in reasons])
+        self.cause_code = {r: code for code, r in enumerate(reasons, start=1)}
+
+    def cause_part(self, flows: Array) -> Part:
+        """drop_cause: the kernel's name of the drop reason of dropped flows, null on the others."""
+        codes = np.zeros(len(flows), dtype=np.intp)
+        dropped = np.flatnonzero(flows["drop_packets"] > 0)
+        if len(dropped):
+            distinct, inverse = np.unique(flows["drop_reason"][dropped], return_inverse=True)
+            known = np.array([self.cause_code.get(int(r), 0) for r in distinct], dtype=np.intp)
+            codes[dropped] = known[inverse]
+        return self.causes.part(codes)
 
     def interface_part(self, if_index: Array) -> Part:
         top = int(if_index.max())
@@ -533,8 +566,11 @@ class _BatchText:
             "agent_ip": [Part.constant(self.agent_ip)],
             "duplicate": [_duplicate_texts().part(flows["duplicate"].astype(np.intp))],
         }
+        if self.extra_keys:
+            values["drop_cause"] = [self.cause_part(flows)]
+            values["drop_tcp_state"] = [_tcp_state_texts().part(flows["drop_tcp_state"].astype(np.intp))]
         parts: list[Part] = []
-        for key, name in zip(_KEYS, FIELDS, strict=True):
+        for key, name in [*zip(_KEYS, FIELDS, strict=True), *self.extra_keys]:
             parts.append(Part.constant(key))
             parts += values[name] if name in values else [_number_part(flows[name])]
         parts.append(Part.constant(_END))

@@ -62,11 +62,27 @@ FLOW_METRICS = _struct(
 )
 # struct fc_flow_record: a ring-buffer record, and a row of a drained batch (104 bytes).
 FLOW_RECORD = _struct(FLOW_KEY, FLOW_METRICS)
-# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (128 bytes).
+# struct fc_flow_features: what --features adds to an evicted flow (24 bytes).
+FLOW_FEATURES = _struct(
+    ("drop_packets", "u8"), ("drop_bytes", "u8"), ("drop_reason", "u4"), ("drop_tcp_state", "u1"),
+    ("pad_features", ("u1", (3,))),
+)
+# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (152 bytes).
 FLOW_EXPORT = _struct(
     FLOW_RECORD, ("time_flow_start_ns", "i8"), ("time_flow_end_ns", "i8"),
-    ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))),
+    ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))), FLOW_FEATURES,
 )
+
+# struct fc_drop_key, fc_drop_metrics, fc_drop_record: the drop map (bpf/drops.bpf.h) and its drained rows.
+DROP_KEY = _struct(
+    ("src_ip", ("u1", (FC_IP_LEN,))), ("dst_ip", ("u1", (FC_IP_LEN,))), ("src_port", "u2"), ("dst_port", "u2"),
+    ("protocol", "u1"), ("pad_drop_key", ("u1", (3,))),
+)
+DROP_METRICS = _struct(
+    ("packets", "u8"), ("bytes", "u8"), ("first_seen_ns", "u8"), ("last_seen_ns", "u8"),
+    ("reason", "u4"), ("if_index", "u4"), ("tcp_state", "u1"), ("pad_drop", ("u1", (7,))),
+)
+DROP_RECORD = _struct(DROP_KEY, DROP_METRICS)
 
 KEY_SIZE = FLOW_KEY.itemsize
 METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
@@ -75,6 +91,12 @@ METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
 DIRECTION_INGRESS = 0
 DIRECTION_EGRESS = 1
 DIRECTION_NAMES = {DIRECTION_INGRESS: "ingress", DIRECTION_EGRESS: "egress"}
+
+# The kernel's TCP states (include/net/tcp_states.h, stable since they number /proc/net/tcp's `st`):
+# drop_tcp_state. 0 is no socket.
+TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+                   7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
+                   13: "BOUND_INACTIVE"}
 
 # enum fc_counter, in slot order, as lower-case names.
 COUNTER_NAMES = ("packets_seen", "sampled_out", "parse_failed", "map_insert_failed", "ringbuf_submitted",
