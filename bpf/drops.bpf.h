@@ -28,7 +28,6 @@ const volatile __u32 fc_drop_reason_consumed = ~0U; /* SKB_CONSUMED in this kern
 
 #define FC_NO_HEADER 0xffff /* an unset skb header offset */
 #define FC_ETH_HLEN 14
-#define FC_EEXIST 17 /* errno.h is not for BPF programs */
 
 struct ns_common___fc {
 	unsigned int inum;
@@ -71,25 +70,9 @@ struct sk_buff___fc {
 	unsigned char *data;
 } __attribute__((preserve_access_index));
 
-/* Per-CPU counters of what the features could not record (enum fc_feature_counter). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FC_FEATURE_COUNTER_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} fc_feature_counters SEC(".maps");
-
-static __always_inline void count_feature(__u32 slot, __u64 n)
-{
-	__u64 *c = bpf_map_lookup_elem(&fc_feature_counters, &slot);
-
-	if (c)
-		*c += n;
-}
-
 struct fc_drop_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct fc_drop_key);
+	__type(key, struct fc_flow_tuple);
 	__type(value, struct fc_drop_metrics);
 	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
 };
@@ -117,7 +100,7 @@ static __always_inline __u32 drop_netns(struct sk_buff___fc *skb)
 }
 
 /* Addresses, ports and protocol of the packet from its network header; the IP packet's length; -1 if not IP. */
-static __always_inline int drop_key_of(struct sk_buff___fc *skb, struct fc_drop_key *key, __u32 *ip_len)
+static __always_inline int drop_key_of(struct sk_buff___fc *skb, struct fc_flow_tuple *key, __u32 *ip_len)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
@@ -171,7 +154,7 @@ int fc_kfree_skb(__u64 *ctx)
 	struct sk_buff___fc *skb = (struct sk_buff___fc *)ctx[0];
 	__u32 reason = (__u32)ctx[2], ip_len = 0, slot = 0;
 	struct fc_drop_metrics *metrics;
-	struct fc_drop_key key;
+	struct fc_flow_tuple key;
 	struct sock___fc *sk;
 	__u64 now, segments;
 	struct skb_shared_info___fc *shinfo;

@@ -108,12 +108,17 @@ struct fc_flow_record {
 	struct fc_flow_metrics metrics;
 };
 
+#define FC_DNS_NAME_LEN 64
+
 /*
  * User space only: what the opt-in features (--features) add to an evicted
  * flow, zero when off. Drops: packets and bytes of the flow the kernel freed
  * as dropped (struct fc_drop_metrics joined on in user space), the reason
  * (enum skb_drop_reason: its names come from the kernel's BTF at run time)
- * and the socket's TCP state (0: no socket). 24 bytes.
+ * and the socket's TCP state (0: no socket). DNS (struct fc_dns_metrics
+ * joined on): the latest query's id, response code and latency, queries
+ * still unanswered, enum fc_dns_flag, and the question's name as dotted text,
+ * NUL-padded. 104 bytes.
  */
 struct fc_flow_features {
 	__u64 drop_packets;
@@ -121,13 +126,19 @@ struct fc_flow_features {
 	__u32 drop_reason;
 	__u8 drop_tcp_state;
 	__u8 pad_features[3];
+	__u64 dns_latency_ns;
+	__u32 dns_unanswered;
+	__u16 dns_id;
+	__u8 dns_rcode;
+	__u8 dns_flags;
+	__u8 dns_name[FC_DNS_NAME_LEN];
 };
 
 /*
  * User space only: one evicted flow, as the pipeline stages pass it on and as
  * the binary ZeroMQ topic carries it (docs/wire.md). Times are wall clock,
  * nanoseconds since the Unix epoch, converted from first/last_seen_ns with one
- * (wall, monotonic) pair per eviction. 152 bytes.
+ * (wall, monotonic) pair per eviction. 232 bytes.
  */
 struct fc_flow_export {
 	struct fc_flow_record record;
@@ -144,7 +155,8 @@ struct fc_flow_export {
 /* Slots of the per-CPU feature counters map: what a feature saw but could not record. */
 enum fc_feature_counter {
 	FC_FEATURE_COUNTER_DROPS_UNRECORDED = 0, /* dropped packets whose flow did not fit the drop map */
-	FC_FEATURE_COUNTER_MAX = 1,
+	FC_FEATURE_COUNTER_DNS_UNRECORDED = 1,   /* DNS messages whose flow did not fit the DNS map */
+	FC_FEATURE_COUNTER_MAX = 2,
 };
 
 /*
@@ -152,13 +164,13 @@ enum fc_feature_counter {
  * its interface, MACs or direction, which a packet freed deep in the stack
  * no longer has. Same address form and byte order as struct fc_flow_key. 40 bytes.
  */
-struct fc_drop_key {
+struct fc_flow_tuple {
 	__u8 src_ip[FC_IP_LEN];
 	__u8 dst_ip[FC_IP_LEN];
 	__u16 src_port;
 	__u16 dst_port;
 	__u8 protocol;
-	__u8 pad_drop_key[3];
+	__u8 pad_tuple[3];
 };
 
 /*
@@ -179,8 +191,46 @@ struct fc_drop_metrics {
 
 /* One drained row of the drop map, per-CPU values folded. 88 bytes. */
 struct fc_drop_record {
-	struct fc_drop_key key;
+	struct fc_flow_tuple key;
 	struct fc_drop_metrics metrics;
+};
+
+/* What a flow's DNS record saw (struct fc_dns_metrics.flags, fc_flow_features.dns_flags). */
+enum fc_dns_flag {
+	FC_DNS_SEEN_QUERY = 1, /* a query of the flow was seen this period */
+	FC_DNS_ANSWERED = 2,   /* a response to one of its queries was seen: rcode and latency are set */
+};
+
+/* DNS (bpf/dns.bpf.h): a query waiting for its response, by its flow (client to server) and id. 44 bytes. */
+struct fc_dns_query_key {
+	struct fc_flow_tuple tuple;
+	__u16 id;
+	__u8 pad_query[2];
+};
+
+/*
+ * One flow's DNS during an eviction period, keyed by the query's tuple
+ * (client to server); not per-CPU, since a query and its response may be
+ * seen on different CPUs. name: the latest query's question as on the wire
+ * (length-prefixed labels), its first name_len bytes. 96 bytes.
+ */
+struct fc_dns_metrics {
+	__u64 latency_ns;   /* latest response's time minus its query's */
+	__u32 queries;
+	__u32 answers;
+	__u32 unanswered;   /* queries of this period with no response yet */
+	__u16 id;
+	__u8 rcode;
+	__u8 flags;         /* enum fc_dns_flag */
+	__u8 name_len;
+	__u8 name[FC_DNS_NAME_LEN];
+	__u8 pad_dns[7];
+};
+
+/* One drained row of the DNS map. 136 bytes. */
+struct fc_dns_record {
+	struct fc_flow_tuple key;
+	struct fc_dns_metrics metrics;
 };
 
 #endif /* FC_FLOW_H */

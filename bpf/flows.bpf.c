@@ -333,6 +333,11 @@ static __always_inline void parse_frame(struct __sk_buff *skb, struct fc_flow_ke
 		pkt->parse_failed = 1;
 }
 
+/* Opt-in features (--features): each in its own header, off unless asked for. */
+#include "features.bpf.h"
+#include "drops.bpf.h"
+#include "dns.bpf.h"
+
 /* The map refused a new flow: hand the packet to user space as a one-packet record. */
 static __always_inline void fall_back_to_ringbuf(const struct fc_flow_key *key,
 						 const struct fc_flow_metrics *metrics, long err)
@@ -389,6 +394,8 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	if (pkt.segments > 1 && pkt.header_len)
 		bytes += (pkt.segments - 1) * pkt.header_len;
 	now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
+	if (fc_dns)
+		track_dns(skb, &key, &pkt, now);
 
 	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
 	if (!flows) {
@@ -431,9 +438,6 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 		__sync_fetch_and_add(&fc_flows_inserted, 1);
 	return TC_ACT_UNSPEC;
 }
-
-/* Opt-in features (--features): each in its own header, loaded only when on. */
-#include "drops.bpf.h"
 
 SEC("tc")
 int fc_ingress(struct __sk_buff *skb)

@@ -225,13 +225,26 @@ struct fc_attachment {
 	struct bpf_tc_opts ingress_opts, egress_opts;
 };
 
+/*
+ * A feature's pair of maps behind a one-slot array-of-maps, swapped and drained
+ * like the flow maps. Drained rows are the key then the value (folded over CPUs
+ * when per-CPU), as struct fc_drop_record and fc_dns_record lay them out.
+ */
+struct fc_swapped_map {
+	struct bpf_map *slot;
+	int fd[2];
+	int active;           /* index into fd of the map the kernel writes */
+	size_t key_size, value_size;
+	__u32 values_per_key; /* ncpus for a per-CPU map, else 1 */
+	void (*fold)(const void *values, __u32 n, void *out);
+	void *keys;           /* batch */
+	void *values;         /* batch x values_per_key */
+};
+
 /* What the opt-in features (--features) hold beside the flow maps; see the section at the end. */
 struct fc_feature_state {
-	__u32 enabled;                      /* FC_FEATURE_* */
-	int drop_fd[2];
-	int drop_active;                    /* index into drop_fd of the drop map the kernel writes */
-	struct fc_drop_key *drop_keys;      /* batch */
-	struct fc_drop_metrics *drop_values; /* batch x ncpus */
+	__u32 enabled; /* FC_FEATURE_* */
+	struct fc_swapped_map drops, dns;
 };
 
 static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts);
@@ -944,64 +957,10 @@ static __u32 btf_enum_value(const struct btf *vmlinux, const char *type, const c
 	return missing;
 }
 
-static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts)
-{
-	struct fc_feature_state *f = &agent->features;
-	bool drops = opts->features & FC_FEATURE_DROPS;
-	int err;
-
-	f->enabled = opts->features;
-	f->drop_fd[0] = f->drop_fd[1] = -1;
-	/* Off: the program is not loaded and its maps take one entry each. */
-	bpf_program__set_autoload(agent->skel->progs.fc_kfree_skb, drops);
-	if ((err = bpf_map__set_max_entries(agent->skel->maps.fc_drops_a, drops ? opts->max_flows : 1)) ||
-	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_drops_b, drops ? opts->max_flows : 1)))
-		return fc_fail(err, "sizing the drop maps");
-	if (drops) {
-		struct btf *vmlinux = btf__load_vmlinux_btf();
-
-		if (!vmlinux)
-			return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
-		agent->skel->rodata->fc_drop_reason_consumed =
-			btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
-		btf__free(vmlinux);
-		/* Drops are global: only those of the agent's own network namespace are its flows. */
-		agent->skel->rodata->fc_drops_netns = (__u32)current_netns();
-	}
-	return 0;
-}
-
-static int features_after_load(struct fc_agent *agent)
-{
-	struct fc_feature_state *f = &agent->features;
-
-	if (!(f->enabled & FC_FEATURE_DROPS))
-		return 0;
-	f->drop_fd[0] = bpf_map__fd(agent->skel->maps.fc_drops_a);
-	f->drop_fd[1] = bpf_map__fd(agent->skel->maps.fc_drops_b);
-	f->drop_active = 0; /* the static slot initialiser points at fc_drops_a */
-	f->drop_keys = calloc(agent->batch, sizeof(*f->drop_keys));
-	f->drop_values = calloc((size_t)agent->batch * agent->ncpus, sizeof(*f->drop_values));
-	if (!f->drop_keys || !f->drop_values)
-		return fc_fail(-ENOMEM, "allocating drain buffers for %u drop rows", agent->batch);
-	/* The skeleton owns the link: flows_bpf__destroy() detaches it. */
-	agent->skel->links.fc_kfree_skb = bpf_program__attach(agent->skel->progs.fc_kfree_skb);
-	if (!agent->skel->links.fc_kfree_skb)
-		return fc_fail(-errno, "attaching the drops program to the kfree_skb tracepoint");
-	return 0;
-}
-
-static void features_close(struct fc_agent *agent)
-{
-	free(agent->features.drop_keys);
-	free(agent->features.drop_values);
-	agent->features.drop_keys = NULL;
-	agent->features.drop_values = NULL;
-}
-
 /* Fold the per-CPU values of one drop row (slots with first_seen_ns == 0 are empty). */
-static void fold_drop_percpu(const struct fc_drop_metrics *percpu, __u32 ncpus, struct fc_drop_metrics *out)
+static void fold_drop_percpu(const void *values, __u32 ncpus, void *out)
 {
+	const struct fc_drop_metrics *percpu = values;
 	struct fc_drop_metrics acc = { 0 };
 	__u32 cpu;
 
@@ -1022,16 +981,110 @@ static void fold_drop_percpu(const struct fc_drop_metrics *percpu, __u32 ncpus, 
 			acc.tcp_state = m->tcp_state;
 		}
 	}
-	*out = acc;
+	memcpy(out, &acc, sizeof(acc));
 }
 
-/* Read and delete every row of a drop map no program writes any more. */
-static long drain_drops(struct fc_agent *agent, int fd, struct fc_drop_record *out, __u64 capacity)
+static void copy_dns(const void *values, __u32 n, void *out)
+{
+	(void)n; /* one value: the DNS map is not per-CPU */
+	memcpy(out, values, sizeof(struct fc_dns_metrics));
+}
+
+/* Size a feature's two maps: max_flows entries when on, one (the least a map takes) when off. */
+static int size_swapped_maps(struct bpf_map *a, struct bpf_map *b, bool on, __u32 max_flows)
+{
+	int err = bpf_map__set_max_entries(a, on ? max_flows : 1);
+
+	return err ? err : bpf_map__set_max_entries(b, on ? max_flows : 1);
+}
+
+static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts)
+{
+	struct flows_bpf *skel = agent->skel;
+	bool drops = opts->features & FC_FEATURE_DROPS, dns = opts->features & FC_FEATURE_DNS;
+	int err;
+
+	agent->features.enabled = opts->features;
+	/* Off: a program is not loaded (or, in the TC programs, its code is removed by the verifier:
+	 * fc_dns is a constant of the loaded object) and its maps take one entry each. */
+	bpf_program__set_autoload(skel->progs.fc_kfree_skb, drops);
+	skel->rodata->fc_dns = dns;
+	if ((err = size_swapped_maps(skel->maps.fc_drops_a, skel->maps.fc_drops_b, drops, opts->max_flows)) ||
+	    (err = size_swapped_maps(skel->maps.fc_dns_a, skel->maps.fc_dns_b, dns, opts->max_flows)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.fc_dns_pending, dns ? opts->max_flows : 1)))
+		return fc_fail(err, "sizing the feature maps");
+	if (drops) {
+		struct btf *vmlinux = btf__load_vmlinux_btf();
+
+		if (!vmlinux)
+			return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
+		skel->rodata->fc_drop_reason_consumed = btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
+		btf__free(vmlinux);
+		/* Drops are global: only those of the agent's own network namespace are its flows. */
+		skel->rodata->fc_drops_netns = (__u32)current_netns();
+	}
+	return 0;
+}
+
+static int open_swapped_map(struct fc_agent *agent, struct fc_swapped_map *m, struct bpf_map *slot, struct bpf_map *a,
+			    struct bpf_map *b, size_t value_size, bool percpu, void (*fold)(const void *, __u32, void *))
+{
+	m->slot = slot;
+	m->fd[0] = bpf_map__fd(a);
+	m->fd[1] = bpf_map__fd(b);
+	m->active = 0; /* the static slot initialiser points at the first map */
+	m->key_size = sizeof(struct fc_flow_tuple);
+	m->value_size = value_size;
+	m->values_per_key = percpu ? agent->ncpus : 1;
+	m->fold = fold;
+	m->keys = calloc(agent->batch, m->key_size);
+	m->values = calloc((size_t)agent->batch * m->values_per_key, value_size);
+	if (!m->keys || !m->values)
+		return fc_fail(-ENOMEM, "allocating drain buffers for %u feature rows", agent->batch);
+	return 0;
+}
+
+static int features_after_load(struct fc_agent *agent)
 {
 	struct fc_feature_state *f = &agent->features;
+	struct flows_bpf *skel = agent->skel;
+	int err;
+
+	if (f->enabled & FC_FEATURE_DNS &&
+	    (err = open_swapped_map(agent, &f->dns, skel->maps.fc_dns_slot, skel->maps.fc_dns_a, skel->maps.fc_dns_b,
+				    sizeof(struct fc_dns_metrics), false, copy_dns)))
+		return err;
+	if (!(f->enabled & FC_FEATURE_DROPS))
+		return 0;
+	if ((err = open_swapped_map(agent, &f->drops, skel->maps.fc_drop_slot, skel->maps.fc_drops_a,
+				    skel->maps.fc_drops_b, sizeof(struct fc_drop_metrics), true, fold_drop_percpu)))
+		return err;
+	/* The skeleton owns the link: flows_bpf__destroy() detaches it. */
+	skel->links.fc_kfree_skb = bpf_program__attach(skel->progs.fc_kfree_skb);
+	if (!skel->links.fc_kfree_skb)
+		return fc_fail(-errno, "attaching the drops program to the kfree_skb tracepoint");
+	return 0;
+}
+
+static void features_close(struct fc_agent *agent)
+{
+	struct fc_swapped_map *maps[] = { &agent->features.drops, &agent->features.dns };
+	size_t i;
+
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		free(maps[i]->keys);
+		free(maps[i]->values);
+		maps[i]->keys = maps[i]->values = NULL;
+	}
+}
+
+/* Read and delete every row of a feature map no program writes any more into out (rows of key + value). */
+static long drain_swapped(struct fc_agent *agent, struct fc_swapped_map *m, int fd, __u8 *out, __u64 capacity)
+{
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	size_t row = m->key_size + m->value_size, values = m->value_size * m->values_per_key;
 	__u64 in_batch = 0, out_batch = 0;
-	struct fc_drop_key *prev = NULL;
+	void *prev = NULL;
 	bool first = true;
 	long n = 0, i;
 	int err;
@@ -1039,15 +1092,15 @@ static long drain_drops(struct fc_agent *agent, int fd, struct fc_drop_record *o
 	while (agent->batch_ops) {
 		__u32 count = agent->batch;
 
-		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, f->drop_keys,
-						      f->drop_values, &count, &opts);
+		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, m->keys, m->values,
+						      &count, &opts);
 		if (err && err != -ENOENT)
-			return fc_fail(err, "draining the drop map in batches of %u", agent->batch);
+			return fc_fail(err, "draining a feature map in batches of %u", agent->batch);
 		if (n + count > capacity)
-			return fc_fail(-ENOBUFS, "drained more drop rows than the %llu given", (unsigned long long)capacity);
+			return fc_fail(-ENOBUFS, "drained more feature rows than the %llu given", (unsigned long long)capacity);
 		for (i = 0; i < count; i++, n++) {
-			out[n].key = f->drop_keys[i];
-			fold_drop_percpu(&f->drop_values[(size_t)i * agent->ncpus], agent->ncpus, &out[n].metrics);
+			memcpy(out + n * row, (__u8 *)m->keys + i * m->key_size, m->key_size);
+			m->fold((__u8 *)m->values + i * values, m->values_per_key, out + n * row + m->key_size);
 		}
 		if (err == -ENOENT)
 			return n;
@@ -1055,35 +1108,48 @@ static long drain_drops(struct fc_agent *agent, int fd, struct fc_drop_record *o
 		first = false;
 	}
 	/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
-	while (n < (long)capacity && !(err = bpf_map_get_next_key(fd, prev, &out[n].key))) {
-		if ((err = bpf_map_lookup_elem(fd, &out[n].key, f->drop_values)))
-			return fc_fail(err, "reading a row of the retired drop map");
-		fold_drop_percpu(f->drop_values, agent->ncpus, &out[n].metrics);
-		prev = &out[n++].key;
+	while (n < (long)capacity && !(err = bpf_map_get_next_key(fd, prev, out + n * row))) {
+		if ((err = bpf_map_lookup_elem(fd, out + n * row, m->values)))
+			return fc_fail(err, "reading a row of a retired feature map");
+		m->fold(m->values, m->values_per_key, out + n * row + m->key_size);
+		prev = out + n++ * row;
 	}
 	for (i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, &out[i].key);
+		bpf_map_delete_elem(fd, out + i * row);
 	return n;
+}
+
+/* As for the flow maps: the slot update returns once no program writes the retired map. */
+static long swap_and_drain_feature(struct fc_agent *agent, struct fc_swapped_map *m, void *out, __u64 capacity)
+{
+	int retired = m->active, next = !m->active;
+	__u32 slot = 0;
+	int err;
+
+	if (capacity < agent->max_flows)
+		return fc_fail(-EINVAL, "a feature drain needs room for %u rows, got %llu", agent->max_flows,
+			       (unsigned long long)capacity);
+	err = bpf_map_update_elem(bpf_map__fd(m->slot), &slot, &m->fd[next], BPF_ANY);
+	if (err)
+		return fc_fail(err, "swapping a feature map");
+	m->active = next;
+	return drain_swapped(agent, m, m->fd[retired], out, capacity);
 }
 
 long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity)
 {
-	struct fc_feature_state *f = &agent->features;
-	int retired = f->drop_active, next = !f->drop_active;
-	__u32 slot = 0;
-	int err;
-
-	if (!(f->enabled & FC_FEATURE_DROPS))
+	if (!(agent->features.enabled & FC_FEATURE_DROPS))
 		return 0;
-	if (capacity < agent->max_flows)
-		return fc_fail(-EINVAL, "a drop drain needs room for %u rows, got %llu", agent->max_flows,
-			       (unsigned long long)capacity);
-	/* As for the flow maps: the update returns once no program writes the retired map. */
-	err = bpf_map_update_elem(bpf_map__fd(agent->skel->maps.fc_drop_slot), &slot, &f->drop_fd[next], BPF_ANY);
-	if (err)
-		return fc_fail(err, "swapping the drop map");
-	f->drop_active = next;
-	return drain_drops(agent, f->drop_fd[retired], out, capacity);
+	return swap_and_drain_feature(agent, &agent->features.drops, out, capacity);
+}
+
+long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *out, __u64 capacity)
+{
+	if (!(agent->features.enabled & FC_FEATURE_DNS))
+		return 0;
+	/* Before the swap: queries seen from here on belong to the next period (bpf/dns.bpf.h). */
+	__atomic_add_fetch(&agent->skel->bss->fc_dns_generation, 1, __ATOMIC_RELAXED);
+	return swap_and_drain_feature(agent, &agent->features.dns, out, capacity);
 }
 
 long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity)

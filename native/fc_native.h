@@ -141,6 +141,9 @@ struct fc_drop_reason {
  * the same period. Returns n (0 when the feature is off). */
 long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity);
 
+/* The same for the DNS maps (FC_FEATURE_DNS): one row per flow tuple (client to server) and period. */
+long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *out, __u64 capacity);
+
 /* The kernel's drop reasons, from its BTF at run time (the enum grows between kernels). Returns how many. */
 long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity);
 

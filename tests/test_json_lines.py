@@ -10,7 +10,7 @@ import pytest
 
 from flowcollect.records.batch import Enrichment, FlowBatch
 from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines, fields_of
-from flowcollect.records.layout import FLOW_EXPORT, TCP_STATE_NAMES
+from flowcollect.records.layout import DNS_ANSWERED, DNS_RCODE_NAMES, FLOW_EXPORT, TCP_STATE_NAMES
 from tests.flowrows import flow_row as flow
 from tests.flowtools import ip16
 
@@ -42,7 +42,19 @@ def reference_record(row, names, agent_ip, enrichment=None):
                                              "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling")},
         "agent_ip": agent_ip, "duplicate": bool(row["duplicate"]),
         **(drop_fields(row, enrichment.drop_reasons) if enrichment and "drops" in enrichment.features else {}),
+        **(dns_fields(row) if enrichment and "dns" in enrichment.features else {}),
     }
+
+
+def dns_fields(row):
+    flags = int(row["dns_flags"])
+    answered = bool(flags & DNS_ANSWERED)
+    name = bytes(row["dns_name"]).rstrip(b"\0").decode("ascii", "backslashreplace")
+    rcode = int(row["dns_rcode"])
+    return {"dns_id": int(row["dns_id"]) if flags else None, "dns_name": name if flags and name else None,
+            "dns_rcode": DNS_RCODE_NAMES.get(rcode, f"RCODE{rcode}") if answered else None,
+            "dns_latency_ns": int(row["dns_latency_ns"]) if answered else None,
+            "dns_unanswered": int(row["dns_unanswered"])}
 
 
 def drop_fields(row, reasons):
@@ -142,7 +154,7 @@ def test_random_batches_equal_one_orjson_dict_per_flow(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_drop_fields_equal_one_orjson_dict_per_flow(seed):
+def test_drop_and_dns_fields_equal_one_orjson_dict_per_flow(seed):
     # GIVEN random rows, some dropped with reasons the batch names, some with reasons it does not know
     rng = np.random.default_rng(100 + seed)
     batch = random_batch(rng, int(rng.integers(1, 2000)))
@@ -150,10 +162,15 @@ def test_drop_fields_equal_one_orjson_dict_per_flow(seed):
     flows["drop_reason"] = rng.integers(0, 8, len(flows))
     flows["drop_tcp_state"] = np.where(rng.random(len(flows)) < 0.5, rng.integers(0, 14, len(flows)), 255)
     flows["drop_packets"][rng.random(len(flows)) < 0.4] = 0
-    batch.enrichment = Enrichment(("drops", "rtt"), {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
-    # THEN the lines carry the drop fields after the others, as the reference builds them
+    # and DNS: names of every length with bytes JSON escapes, a few flows without DNS, some unanswered
+    flows["dns_flags"] = np.where(rng.random(len(flows)) < 0.2, 0, flows["dns_flags"] & 3)
+    names = [b"", b"a.test", b"x" * 64, b'q"\\\x01.test', b"www.example.test"]
+    for i, pick in enumerate(rng.integers(0, len(names), len(flows))):
+        flows["dns_name"][i] = np.frombuffer(names[pick].ljust(64, b"\0"), np.uint8)
+    batch.enrichment = Enrichment(("drops", "dns"), {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
+    # THEN the lines carry the drop and DNS fields after the others, as the reference builds them
     assert bytes(encode_lines(batch)) == reference_lines(batch)
-    assert list(orjson.loads(bytes(encode_lines(batch)).splitlines()[0])) == list(fields_of(("drops",)))
+    assert list(orjson.loads(bytes(encode_lines(batch)).splitlines()[0])) == list(fields_of(("drops", "dns")))
 
 
 def test_a_reused_encoder_follows_changes_of_layout_and_size():

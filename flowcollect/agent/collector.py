@@ -185,7 +185,8 @@ class Collector:
 
         map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
                                capacity=config.cache_max_flows, on_eviction=self._evicted_from_map,
-                               drops=kernel if "drops" in config.features else None)
+                               drops=kernel if "drops" in config.features else None,
+                               dns=kernel if "dns" in config.features else None)
         ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
         accounter = Accounter(config.accounter_flows, config.cache_active_timeout, sampling=config.sampling,
                               on_eviction=lambda flows: health.flows_evicted("ring_buffer", flows))
@@ -225,10 +226,11 @@ class Collector:
         self._read_status()
         self.final_counters = kernel.counters()
         health.kernel_counters(self.final_counters)
-        unrecorded = kernel.feature_counters()["drops_unrecorded"] if "drops" in config.features else 0
-        if unrecorded:
-            log.warning("%d dropped packets were not recorded: their flows did not fit the drop map "
-                        "(a larger cache_max_flows makes room)", unrecorded)
+        unrecorded = kernel.feature_counters() if config.features else {}
+        for what, count in unrecorded.items():
+            if count:
+                log.warning("%s: %d not recorded: their flows did not fit the feature's map "
+                            "(a larger cache_max_flows makes room)", what, count)
         if proxy is not None:
             proxy.finish_and_join()  # its counts are final once it has forwarded what the workers sent
 

@@ -16,7 +16,7 @@ from flowcollect.kernel.bindings import check, ffi, lib
 from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
 from flowcollect.records.batch import empty
-from flowcollect.records.layout import COUNTER_NAMES, DROP_RECORD, FLOW_METRICS, FLOW_RECORD
+from flowcollect.records.layout import COUNTER_NAMES, DNS_RECORD, DROP_RECORD, FLOW_METRICS, FLOW_RECORD
 
 DIRECTION_MASKS = {
     "ingress": lib.FC_TRACE_INGRESS,
@@ -88,6 +88,7 @@ class FlowKernel:
         self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
         self._feature_counters = ffi.new("__u64[]", lib.FC_FEATURE_COUNTER_MAX)
         self._drop_rows = empty(max_flows if "drops" in features else 0, DROP_RECORD)
+        self._dns_rows = empty(max_flows if "dns" in features else 0, DNS_RECORD)
         self._stats = ffi.new("struct fc_drain_stats *")
         self._attachments = threading.Lock()
 
@@ -166,16 +167,23 @@ class FlowKernel:
         """Swap the drop maps and drain the retired one (--features drops; else no rows): DROP_RECORD
         rows, per-CPU values folded, in a buffer owned by this object and overwritten by the next call.
         Call it right after swap_and_drain, so that both cover the same period."""
-        if not len(self._drop_rows):
-            return self._drop_rows
-        rows = ffi.cast("struct fc_drop_record *", ffi.from_buffer(self._drop_rows, require_writable=True))
-        n = check(lib.fc_agent_swap_and_drain_drops(self._agent, rows, len(self._drop_rows)))
-        return self._drop_rows[:n]
+        return self._drain_feature(self._drop_rows, "struct fc_drop_record *", lib.fc_agent_swap_and_drain_drops)
+
+    def swap_and_drain_dns(self) -> np.ndarray:
+        """The same for the DNS maps (--features dns): DNS_RECORD rows, one per query flow and period."""
+        return self._drain_feature(self._dns_rows, "struct fc_dns_record *", lib.fc_agent_swap_and_drain_dns)
+
+    def _drain_feature(self, out: np.ndarray, ctype: str, swap_and_drain: Any) -> np.ndarray:
+        if not len(out):
+            return out
+        n = check(swap_and_drain(self._agent, ffi.cast(ctype, ffi.from_buffer(out, require_writable=True)), len(out)))
+        return out[:n]
 
     def feature_counters(self) -> dict[str, int]:
         """What the features saw but could not record (enum fc_feature_counter), summed over CPUs."""
         check(lib.fc_agent_read_feature_counters(self._agent, self._feature_counters, lib.FC_FEATURE_COUNTER_MAX))
-        return {"drops_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DROPS_UNRECORDED])}
+        return {"drops_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DROPS_UNRECORDED]),
+                "dns_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DNS_UNRECORDED])}
 
     def read_ringbuf(self, timeout_ms: int = 0, out: np.ndarray | None = None) -> np.ndarray:
         """Records waiting in the ring buffer (one packet each), up to len(out).

@@ -1,7 +1,7 @@
 """Drops joined onto evicted flows (--features drops): numpy, once per eviction, in the collector.
 
 The kernel counts dropped packets in a map of its own keyed by addresses,
-ports and protocol (struct fc_drop_key, bpf/drops.bpf.h), swapped and drained
+ports and protocol (struct fc_flow_tuple, bpf/drops.bpf.h), swapped and drained
 right after the flow maps, so both cover the same period. Each drop row goes
 to exactly one flow of the same key, the ingress one where there are both (a
 packet is dropped once, whichever hooks saw it), so drop counts are never
@@ -14,20 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 from flowcollect.pipeline import rows
+from flowcollect.pipeline.flow_tuples import tuple_keys
 from flowcollect.pipeline.timebase import Timebase
-from flowcollect.records.layout import DIRECTION_INGRESS, DROP_KEY, DROP_RECORD, FLOW_EXPORT, Rows
+from flowcollect.records.layout import DIRECTION_INGRESS, DROP_RECORD, FLOW_EXPORT, Rows
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 _KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
 _IPV4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
-
-
-def _drop_keys(flows: Rows) -> npt.NDArray[np.void]:
-    """The struct fc_drop_key of each row, as opaque bytes that compare and sort."""
-    keys = np.zeros(len(flows), dtype=DROP_KEY)
-    for name in _KEY_FIELDS:
-        keys[name] = flows[name]
-    return keys.view(np.dtype((np.void, DROP_KEY.itemsize)))
 
 
 class DropJoin:
@@ -70,8 +63,8 @@ def _owners(flows: Rows, drops: Rows) -> npt.NDArray[np.intp]:
     owners = np.full(len(drops), -1, dtype=np.intp)
     if not len(is_ip):
         return owners
-    flow_keys = _drop_keys(flows[is_ip])
-    drop_keys = _drop_keys(drops)
+    flow_keys = tuple_keys(flows[is_ip])
+    drop_keys = tuple_keys(drops)
     # One flow per key, ingress first: sorted by (key, direction), the first row of each key run.
     order = np.lexsort((flows["direction"][is_ip] != DIRECTION_INGRESS, flow_keys))
     unique_keys, first = np.unique(flow_keys[order], return_index=True)

@@ -9,7 +9,8 @@ right after. With the map's capacity given, it also swaps as soon as the
 active map nears full (fill_watch.py), so a flood of new flows is drained
 in time instead of spilling into the ring buffer. With a drop fetcher
 (--features drops), the drop maps are swapped and drained right after the
-flow maps and joined onto the flows (drop_join.py). On stop, two last
+flow maps and joined onto the flows (drop_join.py); so are the DNS maps with
+a DNS fetcher (--features dns, dns_join.py). On stop, two last
 evictions run and the output is closed.
 """
 import logging
@@ -18,9 +19,10 @@ import time
 from collections.abc import Callable
 
 from flowcollect.pipeline.channel import Channel
+from flowcollect.pipeline.dns_join import join_dns
 from flowcollect.pipeline.drop_join import DropJoin
 from flowcollect.pipeline.fill_watch import FillWatch
-from flowcollect.pipeline.sources import DrainStats, DropFetcher, MapFetcher
+from flowcollect.pipeline.sources import DnsFetcher, DrainStats, DropFetcher, MapFetcher
 from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
 from flowcollect.records.batch import FlowBatch
 
@@ -44,16 +46,17 @@ class MapTracer:
     of bpf_ktime_get_ns(). These two date the flows; the period runs on
     period_clock (monotonic seconds). capacity: flows one kernel map holds, to
     swap early when the active one nears full (None: only by time and flush).
-    drops: the kernel's drop maps (--features drops), or None.
+    drops, dns: the kernel's drop and DNS maps (--features drops, dns), or None.
     """
 
     def __init__(self, fetcher: MapFetcher, eviction_timeout: float, *, sampling: int = 0, clock: Clock = time.time_ns,
                  mono_clock: Clock = time.monotonic_ns, period_clock: PeriodClock = time.monotonic,
                  capacity: int | None = None, on_eviction: EvictionListener | None = None,
-                 drops: DropFetcher | None = None) -> None:
+                 drops: DropFetcher | None = None, dns: DnsFetcher | None = None) -> None:
         self._fetcher = fetcher
         self._drops = drops
         self._drop_join = DropJoin()
+        self._dns = dns
         self._eviction_timeout = eviction_timeout
         self._sampling = sampling
         self._clock = clock
@@ -80,12 +83,15 @@ class MapTracer:
         timebase = Timebase.read(self._clock, self._mono_clock)
         drained, stats = self._fetcher.swap_and_drain()
         dropped = self._drops.swap_and_drain_drops() if self._drops is not None else None
+        dns = self._dns.swap_and_drain_dns() if self._dns is not None else None
         log.debug("evicted %d flows from the kernel map (%s)", len(drained), stats)
         self._on_eviction(reason, len(drained), stats)
         # evicted() copies: the drained rows are the fetcher's buffer, reused next time.
         flows = evicted(drained, timebase, self._sampling)
         if dropped is not None:
             flows = self._drop_join.join(flows, dropped, timebase, self._sampling, last=last)
+        if dns is not None:
+            flows = join_dns(flows, dns)
         return FlowBatch(flows=flows) if len(flows) else None
 
     def trace_loop(self, stop_event: threading.Event) -> Callable[[Channel[FlowBatch]], None]:

@@ -38,6 +38,14 @@ class DropFetcher(Protocol):
         ...
 
 
+class DnsFetcher(Protocol):
+    """Swaps the kernel's DNS maps (--features dns) and drains the retired one."""
+
+    def swap_and_drain_dns(self) -> Rows:
+        """DNS_RECORD rows, one per query flow (a buffer reused by the next call)."""
+        ...
+
+
 class RingReader(Protocol):
     """Reads the one-packet records of the kernel's ring buffer."""
 

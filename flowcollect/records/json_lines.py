@@ -45,7 +45,14 @@ import numpy.typing as npt
 import orjson
 
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import DIRECTION_NAMES, FLOW_EXPORT, TCP_STATE_NAMES
+from flowcollect.records.layout import (
+    DIRECTION_NAMES,
+    DNS_ANSWERED,
+    DNS_RCODE_NAMES,
+    FC_DNS_NAME_LEN,
+    FLOW_EXPORT,
+    TCP_STATE_NAMES,
+)
 
 FIELDS = (
     "time_flow_start_ms", "time_flow_end_ms", "time_flow_start", "time_flow_end",
@@ -56,9 +63,11 @@ FIELDS = (
 # Fields each --features adds after FIELDS, in this order, on every record of an agent with it on.
 FEATURE_FIELDS = {
     "drops": ("drop_packets", "drop_bytes", "drop_cause", "drop_tcp_state"),
+    "dns": ("dns_id", "dns_name", "dns_rcode", "dns_latency_ns", "dns_unanswered"),
 }
 NUMBER_FIELDS = ("if_index", "eth_protocol", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
-                 "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "drop_packets", "drop_bytes")
+                 "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "drop_packets", "drop_bytes",
+                 "dns_id", "dns_latency_ns", "dns_unanswered")
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 BLOCK_ROWS = 8192  # rows per block: measured best here (smaller: numpy call overhead; larger: cache misses)
 _U8 = np.uint8
@@ -499,10 +508,41 @@ def _longest_value(field: str) -> int:
     return {"time_flow_start_ms": 14, "time_flow_end_ms": 14, "time_flow_start": 26, "time_flow_end": 26,
             "interface": 0, "direction": 9, "src_mac": 19, "dst_mac": 19,
             "src_addr": 41, "dst_addr": 41, "agent_ip": 0, "duplicate": 5,
-            "drop_cause": _DROP_CAUSE_LONGEST, "drop_tcp_state": 16}[field]
+            "drop_cause": _DROP_CAUSE_LONGEST, "drop_tcp_state": 16,
+            "dns_name": 2 + 6 * FC_DNS_NAME_LEN, "dns_rcode": 16}[field]  # a name's bytes may be \u00XX escapes
 
 
 _LONGEST_LINE = len(_END) + sum(len(key) + _longest_value(field) for key, field in zip(_KEYS, FIELDS, strict=True))
+
+
+@cache
+def _rcode_texts() -> _TextTable:
+    return _TextTable([orjson.dumps(DNS_RCODE_NAMES.get(r, f"RCODE{r}")) for r in range(256)] + [b"null"])
+
+
+def _nullable(part: Part, null: Array) -> Part:
+    """The part, with `null` on the rows of the mask `null`."""
+    if not null.any():
+        return part
+    width = max(part.width, 4)
+    null_rows = np.flatnonzero(null)
+
+    def fill(dest: Bytes) -> None:
+        inner = dest[:, width - part.width:]
+        if part.fill is not None:
+            part.fill(inner)
+        elif part.template is not None:
+            inner[:] = np.frombuffer(part.template, dtype=_U8)
+        dest[null_rows, width - 4:] = np.frombuffer(b"null", dtype=_U8)
+
+    return Part(width, np.where(null, 4, part.lengths), fill=fill)
+
+
+def _name_part(names: Array, null: Array) -> Part:
+    """dns_name: NUL-padded (n, FC_DNS_NAME_LEN) bytes as JSON strings, through orjson once per distinct name."""
+    distinct, inverse = np.unique(names.view(f"V{FC_DNS_NAME_LEN}")[:, 0], return_inverse=True)
+    texts = [orjson.dumps(bytes(name).rstrip(b"\0").decode("ascii", "backslashreplace")) for name in distinct]
+    return _TextTable([*texts, b"null"]).part(np.where(null, len(texts), inverse.reshape(-1)))
 
 
 @cache
@@ -566,9 +606,17 @@ class _BatchText:
             "agent_ip": [Part.constant(self.agent_ip)],
             "duplicate": [_duplicate_texts().part(flows["duplicate"].astype(np.intp))],
         }
-        if self.extra_keys:
+        extra = {name for _, name in self.extra_keys}
+        if "drop_cause" in extra:
             values["drop_cause"] = [self.cause_part(flows)]
             values["drop_tcp_state"] = [_tcp_state_texts().part(flows["drop_tcp_state"].astype(np.intp))]
+        if "dns_id" in extra:
+            no_dns = flows["dns_flags"] == 0
+            unanswered = (flows["dns_flags"] & DNS_ANSWERED) == 0
+            values["dns_id"] = [_nullable(_number_part(flows["dns_id"]), no_dns)]
+            values["dns_name"] = [_name_part(flows["dns_name"], no_dns | (flows["dns_name"][:, 0] == 0))]
+            values["dns_rcode"] = [_rcode_texts().part(np.where(unanswered, 256, flows["dns_rcode"].astype(np.intp)))]
+            values["dns_latency_ns"] = [_nullable(_number_part(flows["dns_latency_ns"]), unanswered)]
         parts: list[Part] = []
         for key, name in [*zip(_KEYS, FIELDS, strict=True), *self.extra_keys]:
             parts.append(Part.constant(key))

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 FC_MAC_LEN = 6
 FC_IP_LEN = 16
+FC_DNS_NAME_LEN = 64
 
 Member = tuple[str, str | tuple[str, tuple[int]]] | np.dtype
 
@@ -65,24 +66,35 @@ FLOW_RECORD = _struct(FLOW_KEY, FLOW_METRICS)
 # struct fc_flow_features: what --features adds to an evicted flow (24 bytes).
 FLOW_FEATURES = _struct(
     ("drop_packets", "u8"), ("drop_bytes", "u8"), ("drop_reason", "u4"), ("drop_tcp_state", "u1"),
-    ("pad_features", ("u1", (3,))),
+    ("pad_features", ("u1", (3,))), ("dns_latency_ns", "u8"), ("dns_unanswered", "u4"), ("dns_id", "u2"),
+    ("dns_rcode", "u1"), ("dns_flags", "u1"), ("dns_name", ("u1", (FC_DNS_NAME_LEN,))),
 )
-# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (152 bytes).
+# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (232 bytes).
 FLOW_EXPORT = _struct(
     FLOW_RECORD, ("time_flow_start_ns", "i8"), ("time_flow_end_ns", "i8"),
     ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))), FLOW_FEATURES,
 )
 
-# struct fc_drop_key, fc_drop_metrics, fc_drop_record: the drop map (bpf/drops.bpf.h) and its drained rows.
-DROP_KEY = _struct(
+# struct fc_flow_tuple, fc_drop_metrics, fc_drop_record: the drop map (bpf/drops.bpf.h) and its drained rows.
+FLOW_TUPLE = _struct(
     ("src_ip", ("u1", (FC_IP_LEN,))), ("dst_ip", ("u1", (FC_IP_LEN,))), ("src_port", "u2"), ("dst_port", "u2"),
-    ("protocol", "u1"), ("pad_drop_key", ("u1", (3,))),
+    ("protocol", "u1"), ("pad_tuple", ("u1", (3,))),
 )
 DROP_METRICS = _struct(
     ("packets", "u8"), ("bytes", "u8"), ("first_seen_ns", "u8"), ("last_seen_ns", "u8"),
     ("reason", "u4"), ("if_index", "u4"), ("tcp_state", "u1"), ("pad_drop", ("u1", (7,))),
 )
-DROP_RECORD = _struct(DROP_KEY, DROP_METRICS)
+DROP_RECORD = _struct(FLOW_TUPLE, DROP_METRICS)
+# struct fc_dns_query_key, fc_dns_metrics, fc_dns_record: the DNS maps (bpf/dns.bpf.h) and their drained rows.
+DNS_QUERY_KEY = _struct(FLOW_TUPLE, ("id", "u2"), ("pad_query", ("u1", (2,))))
+DNS_METRICS = _struct(
+    ("latency_ns", "u8"), ("queries", "u4"), ("answers", "u4"), ("unanswered", "u4"), ("id", "u2"), ("rcode", "u1"),
+    ("flags", "u1"), ("name_len", "u1"), ("name", ("u1", (FC_DNS_NAME_LEN,))), ("pad_dns", ("u1", (7,))),
+)
+DNS_RECORD = _struct(FLOW_TUPLE, DNS_METRICS)
+# enum fc_dns_flag
+DNS_SEEN_QUERY = 1
+DNS_ANSWERED = 2
 
 KEY_SIZE = FLOW_KEY.itemsize
 METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
@@ -97,6 +109,10 @@ DIRECTION_NAMES = {DIRECTION_INGRESS: "ingress", DIRECTION_EGRESS: "egress"}
 TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
                    7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
                    13: "BOUND_INACTIVE"}
+
+# DNS response codes (IANA "DNS RCODEs", the 4 bits of the header): dns_rcode. Others print as RCODE<n>.
+DNS_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+                   6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 
 # enum fc_counter, in slot order, as lower-case names.
 COUNTER_NAMES = ("packets_seen", "sampled_out", "parse_failed", "map_insert_failed", "ringbuf_submitted",
