@@ -23,7 +23,6 @@
 #include <bpf/bpf_core_read.h>
 
 /* Load-time settings of the drop program, set by native/fc_native.c. */
-const volatile __u32 fc_drops_netns = 0;         /* inode of the agent's network namespace: drops elsewhere are not ours */
 const volatile __u32 fc_drop_reason_consumed = ~0U; /* SKB_CONSUMED in this kernel's enum (from its BTF): not a drop */
 
 #define FC_NO_HEADER 0xffff /* an unset skb header offset */
@@ -162,7 +161,7 @@ int fc_kfree_skb(__u64 *ctx)
 	__u16 gso_segs;
 	void *drops;
 
-	if (reason == fc_drop_reason_consumed || drop_netns(skb) != fc_drops_netns)
+	if (reason == fc_drop_reason_consumed || drop_netns(skb) != fc_agent_netns)
 		return 0;
 	__builtin_memset(&key, 0, sizeof(key));
 	if (drop_key_of(skb, &key, &ip_len))

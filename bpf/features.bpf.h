@@ -9,6 +9,9 @@
 
 #define FC_EEXIST 17 /* errno.h is not for BPF programs */
 
+/* Inode of the agent's network namespace (set at load): drops and sockets elsewhere are not its flows. */
+const volatile __u32 fc_agent_netns = 0;
+
 /* Per-CPU counters of what the features could not record (enum fc_feature_counter). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -118,7 +118,8 @@ struct fc_flow_record {
  * and the socket's TCP state (0: no socket). DNS (struct fc_dns_metrics
  * joined on): the latest query's id, response code and latency, queries
  * still unanswered, enum fc_dns_flag, and the question's name as dotted text,
- * NUL-padded. 104 bytes.
+ * NUL-padded. RTT (struct fc_rtt_metrics joined on): the connection's largest
+smoothed RTT and its handshake RTT. 120 bytes.
  */
 struct fc_flow_features {
 	__u64 drop_packets;
@@ -132,13 +133,15 @@ struct fc_flow_features {
 	__u8 dns_rcode;
 	__u8 dns_flags;
 	__u8 dns_name[FC_DNS_NAME_LEN];
+	__u64 rtt_ns;           /* largest smoothed RTT of the connection in the period */
+	__u64 handshake_rtt_ns; /* its handshake's RTT, when the agent saw it */
 };
 
 /*
  * User space only: one evicted flow, as the pipeline stages pass it on and as
  * the binary ZeroMQ topic carries it (docs/wire.md). Times are wall clock,
  * nanoseconds since the Unix epoch, converted from first/last_seen_ns with one
- * (wall, monotonic) pair per eviction. 232 bytes.
+ * (wall, monotonic) pair per eviction. 248 bytes.
  */
 struct fc_flow_export {
 	struct fc_flow_record record;
@@ -156,7 +159,8 @@ struct fc_flow_export {
 enum fc_feature_counter {
 	FC_FEATURE_COUNTER_DROPS_UNRECORDED = 0, /* dropped packets whose flow did not fit the drop map */
 	FC_FEATURE_COUNTER_DNS_UNRECORDED = 1,   /* DNS messages whose flow did not fit the DNS map */
-	FC_FEATURE_COUNTER_MAX = 2,
+	FC_FEATURE_COUNTER_RTT_UNRECORDED = 2,   /* RTT samples whose connection did not fit the RTT map */
+	FC_FEATURE_COUNTER_MAX = 3,
 };
 
 /*
@@ -225,6 +229,24 @@ struct fc_dns_metrics {
 	__u8 name_len;
 	__u8 name[FC_DNS_NAME_LEN];
 	__u8 pad_dns[7];
+};
+
+/*
+ * RTT (bpf/rtt.bpf.h): one TCP connection during an eviction period, keyed
+ * by its socket's tuple (local to remote) for the smoothed RTT and by the
+ * client-to-server tuple for the handshake; per-CPU. 32 bytes.
+ */
+struct fc_rtt_metrics {
+	__u64 srtt_max_ns;   /* the largest smoothed RTT the socket had */
+	__u64 handshake_ns;  /* SYN to SYN-ACK, or SYN-ACK to ACK; 0 when not seen */
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+};
+
+/* One drained row of the RTT map, per-CPU values folded. 72 bytes. */
+struct fc_rtt_record {
+	struct fc_flow_tuple key;
+	struct fc_rtt_metrics metrics;
 };
 
 /* One drained row of the DNS map. 136 bytes. */

@@ -337,6 +337,7 @@ static __always_inline void parse_frame(struct __sk_buff *skb, struct fc_flow_ke
 #include "features.bpf.h"
 #include "drops.bpf.h"
 #include "dns.bpf.h"
+#include "rtt.bpf.h"
 
 /* The map refused a new flow: hand the packet to user space as a one-packet record. */
 static __always_inline void fall_back_to_ringbuf(const struct fc_flow_key *key,
@@ -396,6 +397,8 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
 	if (fc_dns)
 		track_dns(skb, &key, &pkt, now);
+	if (fc_rtt)
+		track_handshake(&key, &pkt, now);
 
 	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
 	if (!flows) {

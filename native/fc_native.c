@@ -99,12 +99,6 @@ int fc_num_possible_cpus(void)
 	return libbpf_num_possible_cpus();
 }
 
-/* Is there a function `name` in the kernel's BTF (an fentry target)? */
-static bool btf_has_func(const struct btf *vmlinux, const char *name)
-{
-	return btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) > 0;
-}
-
 /* Does the kfree_skb tracepoint pass the drop reason (its third argument, enum skb_drop_reason)? */
 static bool btf_kfree_skb_has_reason(const struct btf *vmlinux)
 {
@@ -123,6 +117,8 @@ static bool btf_kfree_skb_has_reason(const struct btf *vmlinux)
 	t = btf__type_by_id(vmlinux, params[3].type);
 	return t && btf_is_enum(t);
 }
+
+static const char *rtt_attach_kind(void); /* in the features' section at the end */
 
 static void append_missing(char *buf, size_t len, const char *clause)
 {
@@ -155,11 +151,13 @@ __u32 fc_probe_features(__u32 wanted)
 	else if (wanted & FC_FEATURE_DROPS)
 		append_missing(missing, sizeof(missing),
 			       "drops needs the kfree_skb tracepoint with its drop reason (Linux 5.17 and later)");
-	if (btf_has_func(vmlinux, "tcp_rcv_established"))
+	btf__free(vmlinux);
+	if (rtt_attach_kind()[0])
 		supported |= FC_FEATURE_RTT;
 	else if (wanted & FC_FEATURE_RTT)
-		append_missing(missing, sizeof(missing), "rtt needs tcp_rcv_established in the kernel's BTF");
-	btf__free(vmlinux);
+		append_missing(missing, sizeof(missing),
+			       "rtt needs BPF trampolines (fentry), the tcp_probe tracepoint in the kernel's BTF, or kprobes "
+			       "to reach tcp_rcv_established");
 	snprintf(fc_error, sizeof(fc_error), "%s", missing);
 	return supported;
 }
@@ -244,7 +242,8 @@ struct fc_swapped_map {
 /* What the opt-in features (--features) hold beside the flow maps; see the section at the end. */
 struct fc_feature_state {
 	__u32 enabled; /* FC_FEATURE_* */
-	struct fc_swapped_map drops, dns;
+	struct fc_swapped_map drops, dns, rtt;
+	const char *rtt_attach; /* "fentry", "kprobe", or "" */
 };
 
 static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts);
@@ -984,10 +983,71 @@ static void fold_drop_percpu(const void *values, __u32 ncpus, void *out)
 	memcpy(out, &acc, sizeof(acc));
 }
 
+/* Fold the per-CPU values of one RTT row (slots with first_seen_ns == 0 are empty): the largest of each RTT. */
+static void fold_rtt_percpu(const void *values, __u32 ncpus, void *out)
+{
+	const struct fc_rtt_metrics *percpu = values;
+	struct fc_rtt_metrics acc = { 0 };
+	__u32 cpu;
+
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		const struct fc_rtt_metrics *m = &percpu[cpu];
+
+		if (!m->first_seen_ns)
+			continue;
+		if (m->srtt_max_ns > acc.srtt_max_ns)
+			acc.srtt_max_ns = m->srtt_max_ns;
+		if (m->handshake_ns > acc.handshake_ns)
+			acc.handshake_ns = m->handshake_ns;
+		if (!acc.first_seen_ns || m->first_seen_ns < acc.first_seen_ns)
+			acc.first_seen_ns = m->first_seen_ns;
+		if (m->last_seen_ns > acc.last_seen_ns)
+			acc.last_seen_ns = m->last_seen_ns;
+	}
+	memcpy(out, &acc, sizeof(acc));
+}
+
 static void copy_dns(const void *values, __u32 n, void *out)
 {
 	(void)n; /* one value: the DNS map is not per-CPU */
 	memcpy(out, values, sizeof(struct fc_dns_metrics));
+}
+
+/* Can a program of this kernel run at the entry of tcp_rcv_established (fentry: BPF trampolines)?
+ * Loaded and closed at once: "return 0", nothing attached. */
+static bool fentry_loads(const struct btf *vmlinux)
+{
+	struct bpf_insn ret0[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int id = btf__find_by_name_kind(vmlinux, "tcp_rcv_established", BTF_KIND_FUNC), fd;
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY, .attach_btf_id = id);
+
+	if (id <= 0)
+		return false;
+	fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "fc_probe_fentry", "GPL", ret0, 2, &opts);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/* How the RTT program can attach to tcp_rcv_established here: "fentry", "tracepoint" (tp_btf/tcp_probe,
+ * which it calls), "kprobe" (CONFIG_KPROBES, the PMU libbpf uses), or "" (none). */
+static const char *rtt_attach_kind(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	const char *kind = "";
+
+	if (vmlinux && fentry_loads(vmlinux))
+		kind = "fentry";
+	else if (vmlinux && btf__find_by_name_kind(vmlinux, "btf_trace_tcp_probe", BTF_KIND_TYPEDEF) > 0)
+		kind = "tracepoint";
+	else if (!access("/sys/bus/event_source/devices/kprobe/type", R_OK))
+		kind = "kprobe";
+	btf__free(vmlinux);
+	return kind;
 }
 
 /* Size a feature's two maps: max_flows entries when on, one (the least a map takes) when off. */
@@ -1002,17 +1062,27 @@ static int features_before_load(struct fc_agent *agent, const struct fc_load_opt
 {
 	struct flows_bpf *skel = agent->skel;
 	bool drops = opts->features & FC_FEATURE_DROPS, dns = opts->features & FC_FEATURE_DNS;
+	bool rtt = opts->features & FC_FEATURE_RTT;
 	int err;
 
 	agent->features.enabled = opts->features;
 	/* Off: a program is not loaded (or, in the TC programs, its code is removed by the verifier:
 	 * fc_dns is a constant of the loaded object) and its maps take one entry each. */
 	bpf_program__set_autoload(skel->progs.fc_kfree_skb, drops);
+	agent->features.rtt_attach = rtt ? rtt_attach_kind() : "";
+	bpf_program__set_autoload(skel->progs.fc_rtt_fentry, !strcmp(agent->features.rtt_attach, "fentry"));
+	bpf_program__set_autoload(skel->progs.fc_rtt_tcp_probe, !strcmp(agent->features.rtt_attach, "tracepoint"));
+	bpf_program__set_autoload(skel->progs.fc_rtt_kprobe, !strcmp(agent->features.rtt_attach, "kprobe"));
 	skel->rodata->fc_dns = dns;
+	skel->rodata->fc_rtt = rtt;
 	if ((err = size_swapped_maps(skel->maps.fc_drops_a, skel->maps.fc_drops_b, drops, opts->max_flows)) ||
 	    (err = size_swapped_maps(skel->maps.fc_dns_a, skel->maps.fc_dns_b, dns, opts->max_flows)) ||
-	    (err = bpf_map__set_max_entries(skel->maps.fc_dns_pending, dns ? opts->max_flows : 1)))
+	    (err = bpf_map__set_max_entries(skel->maps.fc_dns_pending, dns ? opts->max_flows : 1)) ||
+	    (err = size_swapped_maps(skel->maps.fc_rtt_a, skel->maps.fc_rtt_b, rtt, opts->max_flows)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.fc_handshakes, rtt ? opts->max_flows : 1)))
 		return fc_fail(err, "sizing the feature maps");
+	/* Drops and sockets are global: only those of the agent's own network namespace are its flows. */
+	skel->rodata->fc_agent_netns = (__u32)current_netns();
 	if (drops) {
 		struct btf *vmlinux = btf__load_vmlinux_btf();
 
@@ -1020,8 +1090,6 @@ static int features_before_load(struct fc_agent *agent, const struct fc_load_opt
 			return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
 		skel->rodata->fc_drop_reason_consumed = btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
 		btf__free(vmlinux);
-		/* Drops are global: only those of the agent's own network namespace are its flows. */
-		skel->rodata->fc_drops_netns = (__u32)current_netns();
 	}
 	return 0;
 }
@@ -1054,6 +1122,20 @@ static int features_after_load(struct fc_agent *agent)
 	    (err = open_swapped_map(agent, &f->dns, skel->maps.fc_dns_slot, skel->maps.fc_dns_a, skel->maps.fc_dns_b,
 				    sizeof(struct fc_dns_metrics), false, copy_dns)))
 		return err;
+	if (f->enabled & FC_FEATURE_RTT) {
+		if ((err = open_swapped_map(agent, &f->rtt, skel->maps.fc_rtt_slot, skel->maps.fc_rtt_a,
+					    skel->maps.fc_rtt_b, sizeof(struct fc_rtt_metrics), true, fold_rtt_percpu)))
+			return err;
+		if (!strcmp(f->rtt_attach, "fentry"))
+			skel->links.fc_rtt_fentry = bpf_program__attach(skel->progs.fc_rtt_fentry);
+		else if (!strcmp(f->rtt_attach, "tracepoint"))
+			skel->links.fc_rtt_tcp_probe = bpf_program__attach(skel->progs.fc_rtt_tcp_probe);
+		else if (!strcmp(f->rtt_attach, "kprobe"))
+			skel->links.fc_rtt_kprobe = bpf_program__attach(skel->progs.fc_rtt_kprobe);
+		if (!skel->links.fc_rtt_fentry && !skel->links.fc_rtt_tcp_probe && !skel->links.fc_rtt_kprobe)
+			return fc_fail(errno ? -errno : -EOPNOTSUPP, "attaching the RTT program to tcp_rcv_established (%s)",
+				       f->rtt_attach[0] ? f->rtt_attach : "no way to attach: no fentry, tcp_probe or kprobes");
+	}
 	if (!(f->enabled & FC_FEATURE_DROPS))
 		return 0;
 	if ((err = open_swapped_map(agent, &f->drops, skel->maps.fc_drop_slot, skel->maps.fc_drops_a,
@@ -1068,7 +1150,7 @@ static int features_after_load(struct fc_agent *agent)
 
 static void features_close(struct fc_agent *agent)
 {
-	struct fc_swapped_map *maps[] = { &agent->features.drops, &agent->features.dns };
+	struct fc_swapped_map *maps[] = { &agent->features.drops, &agent->features.dns, &agent->features.rtt };
 	size_t i;
 
 	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
@@ -1150,6 +1232,18 @@ long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *o
 	/* Before the swap: queries seen from here on belong to the next period (bpf/dns.bpf.h). */
 	__atomic_add_fetch(&agent->skel->bss->fc_dns_generation, 1, __ATOMIC_RELAXED);
 	return swap_and_drain_feature(agent, &agent->features.dns, out, capacity);
+}
+
+long fc_agent_swap_and_drain_rtt(struct fc_agent *agent, struct fc_rtt_record *out, __u64 capacity)
+{
+	if (!(agent->features.enabled & FC_FEATURE_RTT))
+		return 0;
+	return swap_and_drain_feature(agent, &agent->features.rtt, out, capacity);
+}
+
+const char *fc_agent_rtt_attach(struct fc_agent *agent)
+{
+	return agent->features.rtt_attach;
 }
 
 long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity)

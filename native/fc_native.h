@@ -144,6 +144,12 @@ long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record
 /* The same for the DNS maps (FC_FEATURE_DNS): one row per flow tuple (client to server) and period. */
 long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *out, __u64 capacity);
 
+/* The same for the RTT maps (FC_FEATURE_RTT): one row per TCP connection tuple and period. */
+long fc_agent_swap_and_drain_rtt(struct fc_agent *agent, struct fc_rtt_record *out, __u64 capacity);
+
+/* How the RTT program is attached: "fentry", "kprobe" (no BPF trampoline here), or "" (rtt off). */
+const char *fc_agent_rtt_attach(struct fc_agent *agent);
+
 /* The kernel's drop reasons, from its BTF at run time (the enum grows between kernels). Returns how many. */
 long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity);
 

@@ -7,12 +7,10 @@ for that name (NOERROR) and for one it does not have (NXDOMAIN), over UDP
 and over TCP. Every query's records carry its id, name and response code,
 and a latency within 1 ms of what tshark measures on the capture.
 """
-import json
 import re
 import shutil
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -21,8 +19,7 @@ from bench.harness.agent import Agent, flows_of
 from bench.harness.netns import wait_udp
 from flowcollect.pipeline.dns_join import dotted_name, join_dns
 from flowcollect.records.layout import DNS_ANSWERED, DNS_RECORD, DNS_SEEN_QUERY, FLOW_EXPORT
-
-WAIT_S = 20
+from tests.jsonl_records import WAIT_S, read_records, wait_for_records
 
 
 def test_wire_names_become_dotted_text():
@@ -106,12 +103,6 @@ def tshark_exchanges(path):
     return found
 
 
-def read_records(path):
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-
-
 @pytest.mark.kernel
 @pytest.mark.skipif(not (shutil.which("dnsmasq") and shutil.which("dig") and shutil.which("tshark")),
                     reason="needs dnsmasq, dig and tshark (Makefile APT_PACKAGES)")
@@ -137,10 +128,7 @@ def test_every_query_carries_its_id_name_rcode_and_the_latency_tshark_measures(t
             return all(flows_of(records, dns_id=i, dst_port=53, protocol=6 if tcp else 17, dns_rcode=status)
                        for (i, tcp), (_, status) in asked.items()) and flows_of(records, dst_addr=a.ipv4, dst_port=53)
 
-        deadline = time.monotonic() + WAIT_S
-        while not answered(read_records(jsonl)):
-            assert time.monotonic() < deadline, read_records(jsonl)
-            time.sleep(0.05)  # polling a file the agent appends to: the event is its content
+        wait_for_records(jsonl, answered)
         code, _ = agent.stop()
         assert code == 0
     finally:

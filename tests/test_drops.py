@@ -5,10 +5,8 @@ on real traffic: namespaces `a` (sender) and `b` (receiver, where the agent
 runs) joined by one veth pair; an nftables rule in `b` drops UDP to one port,
 another port has no socket, a third has one that reads everything.
 """
-import json
 import shutil
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -18,8 +16,7 @@ from bench.harness.traffic import UDP_FRAME
 from flowcollect.pipeline.drop_join import DropJoin
 from flowcollect.pipeline.timebase import Timebase
 from flowcollect.records.layout import DROP_RECORD, FLOW_EXPORT
-
-WAIT_S = 20
+from tests.jsonl_records import WAIT_S, read_records, wait_for_records
 
 
 def _ip(last):
@@ -102,22 +99,6 @@ def drop_udp_port(ns, port):
     ns.exec("nft", "add", "rule", "inet", "fctest", "input", "udp", "dport", str(port), "drop")
 
 
-def read_records(path):
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-
-
-def wait_for(path, complete):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        records = read_records(path)
-        if complete(records):
-            return records
-        time.sleep(0.05)  # polling a file the agent appends to: the event is its content
-    raise AssertionError(f"incomplete after {WAIT_S}s: {read_records(path)}")
-
-
 def drops_to(records, port):
     rows = flows_of(records, dst_port=port, protocol=17)
     return sum(r["drop_packets"] for r in rows), {r["drop_cause"] for r in rows if r["drop_packets"]}
@@ -146,7 +127,7 @@ def test_dropped_flows_carry_their_packets_and_the_kernel_s_reason(two_hosts, tm
                   "--output", f"jsonl:{jsonl}")
     try:
         run_traffic(a, b)
-        records = wait_for(jsonl, lambda rs: all(drops_to(rs, p)[0] >= SENT[p] for p in (DROPPED_PORT, CLOSED_PORT)))
+        wait_for_records(jsonl, lambda rs: all(drops_to(rs, p)[0] >= SENT[p] for p in (DROPPED_PORT, CLOSED_PORT)))
         code, _ = agent.stop()
     finally:
         agent.close()
@@ -180,7 +161,7 @@ def test_drops_of_packets_tc_never_counted_are_flows_of_their_own(two_hosts, tmp
                   "--cache-active-timeout", "300ms", "--output", f"jsonl:{jsonl}")
     try:
         send_udp(a, b.ipv4, CLOSED_PORT, CLOSED_PORT, SENT[CLOSED_PORT], SIZE)
-        wait_for(jsonl, lambda rs: drops_to(rs, CLOSED_PORT)[0] >= SENT[CLOSED_PORT])
+        wait_for_records(jsonl, lambda rs: drops_to(rs, CLOSED_PORT)[0] >= SENT[CLOSED_PORT])
         code, _ = agent.stop()
     finally:
         agent.close()

@@ -42,6 +42,8 @@ def reference_record(row, names, agent_ip, enrichment=None):
                                              "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling")},
         "agent_ip": agent_ip, "duplicate": bool(row["duplicate"]),
         **(drop_fields(row, enrichment.drop_reasons) if enrichment and "drops" in enrichment.features else {}),
+        **({name: int(row[name]) or None for name in ("rtt_ns", "handshake_rtt_ns")}
+           if enrichment and "rtt" in enrichment.features else {}),
         **(dns_fields(row) if enrichment and "dns" in enrichment.features else {}),
     }
 
@@ -154,7 +156,7 @@ def test_random_batches_equal_one_orjson_dict_per_flow(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_drop_and_dns_fields_equal_one_orjson_dict_per_flow(seed):
+def test_feature_fields_equal_one_orjson_dict_per_flow(seed):
     # GIVEN random rows, some dropped with reasons the batch names, some with reasons it does not know
     rng = np.random.default_rng(100 + seed)
     batch = random_batch(rng, int(rng.integers(1, 2000)))
@@ -167,10 +169,12 @@ def test_drop_and_dns_fields_equal_one_orjson_dict_per_flow(seed):
     names = [b"", b"a.test", b"x" * 64, b'q"\\\x01.test', b"www.example.test"]
     for i, pick in enumerate(rng.integers(0, len(names), len(flows))):
         flows["dns_name"][i] = np.frombuffer(names[pick].ljust(64, b"\0"), np.uint8)
-    batch.enrichment = Enrichment(("drops", "dns"), {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
-    # THEN the lines carry the drop and DNS fields after the others, as the reference builds them
+    flows["rtt_ns"][rng.random(len(flows)) < 0.3] = 0
+    features = ("drops", "rtt", "dns")[seed % 3:] if seed % 3 else ("drops", "rtt", "dns")
+    batch.enrichment = Enrichment(features, {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
+    # THEN the lines carry the features' fields after the others, as the reference builds them
     assert bytes(encode_lines(batch)) == reference_lines(batch)
-    assert list(orjson.loads(bytes(encode_lines(batch)).splitlines()[0])) == list(fields_of(("drops", "dns")))
+    assert list(orjson.loads(bytes(encode_lines(batch)).splitlines()[0])) == list(fields_of(features))
 
 
 def test_a_reused_encoder_follows_changes_of_layout_and_size():

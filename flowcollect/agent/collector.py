@@ -121,6 +121,9 @@ class Collector:
                                 features=config.features)
             self.kernel = kernel
             closers.append(kernel.close)
+            if "rtt" in config.features:
+                log.info("rtt: the smoothed RTT of this namespace's TCP sockets, from %s on tcp_rcv_established",
+                         kernel.rtt_attach)
             if "drops" in config.features:  # the names of this kernel's drop reasons, for every record
                 self.enrichment = Enrichment(config.features, drop_reasons())
             owners.claim(rundir.path, kernel.prog_ids())  # what `flowcollect cleanup` must leave alone
@@ -186,7 +189,8 @@ class Collector:
         map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
                                capacity=config.cache_max_flows, on_eviction=self._evicted_from_map,
                                drops=kernel if "drops" in config.features else None,
-                               dns=kernel if "dns" in config.features else None)
+                               dns=kernel if "dns" in config.features else None,
+                               rtt=kernel if "rtt" in config.features else None)
         ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
         accounter = Accounter(config.accounter_flows, config.cache_active_timeout, sampling=config.sampling,
                               on_eviction=lambda flows: health.flows_evicted("ring_buffer", flows))

@@ -16,7 +16,7 @@ from flowcollect.kernel.bindings import check, ffi, lib
 from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
 from flowcollect.records.batch import empty
-from flowcollect.records.layout import COUNTER_NAMES, DNS_RECORD, DROP_RECORD, FLOW_METRICS, FLOW_RECORD
+from flowcollect.records.layout import COUNTER_NAMES, DNS_RECORD, DROP_RECORD, FLOW_METRICS, FLOW_RECORD, RTT_RECORD
 
 DIRECTION_MASKS = {
     "ingress": lib.FC_TRACE_INGRESS,
@@ -89,6 +89,7 @@ class FlowKernel:
         self._feature_counters = ffi.new("__u64[]", lib.FC_FEATURE_COUNTER_MAX)
         self._drop_rows = empty(max_flows if "drops" in features else 0, DROP_RECORD)
         self._dns_rows = empty(max_flows if "dns" in features else 0, DNS_RECORD)
+        self._rtt_rows = empty(max_flows if "rtt" in features else 0, RTT_RECORD)
         self._stats = ffi.new("struct fc_drain_stats *")
         self._attachments = threading.Lock()
 
@@ -173,6 +174,15 @@ class FlowKernel:
         """The same for the DNS maps (--features dns): DNS_RECORD rows, one per query flow and period."""
         return self._drain_feature(self._dns_rows, "struct fc_dns_record *", lib.fc_agent_swap_and_drain_dns)
 
+    def swap_and_drain_rtt(self) -> np.ndarray:
+        """The same for the RTT maps (--features rtt): RTT_RECORD rows, one per TCP connection tuple."""
+        return self._drain_feature(self._rtt_rows, "struct fc_rtt_record *", lib.fc_agent_swap_and_drain_rtt)
+
+    @property
+    def rtt_attach(self) -> str:
+        """How the RTT program is attached: "fentry", "kprobe" (where fentry cannot be), or "" (rtt off)."""
+        return str(ffi.string(lib.fc_agent_rtt_attach(self._agent)).decode())
+
     def _drain_feature(self, out: np.ndarray, ctype: str, swap_and_drain: Any) -> np.ndarray:
         if not len(out):
             return out
@@ -183,7 +193,8 @@ class FlowKernel:
         """What the features saw but could not record (enum fc_feature_counter), summed over CPUs."""
         check(lib.fc_agent_read_feature_counters(self._agent, self._feature_counters, lib.FC_FEATURE_COUNTER_MAX))
         return {"drops_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DROPS_UNRECORDED]),
-                "dns_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DNS_UNRECORDED])}
+                "dns_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DNS_UNRECORDED]),
+                "rtt_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_RTT_UNRECORDED])}
 
     def read_ringbuf(self, timeout_ms: int = 0, out: np.ndarray | None = None) -> np.ndarray:
         """Records waiting in the ring buffer (one packet each), up to len(out).

@@ -11,7 +11,7 @@ latency is on the record of the period the query's flow had.
 import numpy as np
 import numpy.typing as npt
 
-from flowcollect.pipeline.flow_tuples import tuple_keys
+from flowcollect.pipeline.flow_tuples import both_directions
 from flowcollect.records.layout import DNS_ANSWERED, DNS_RECORD, DNS_SEEN_QUERY, FC_DNS_NAME_LEN, Rows
 
 
@@ -28,26 +28,13 @@ def dotted_name(wire: bytes) -> bytes:
 
 def join_dns(flows: Rows, dns: Rows) -> Rows:
     """FLOW_EXPORT rows `flows` with the DNS_RECORD rows `dns` joined onto both directions of each."""
-    if not len(dns) or not len(flows):
+    matches = both_directions(flows, np.ascontiguousarray(dns, dtype=DNS_RECORD))
+    if not matches:
         return flows
-    dns = np.ascontiguousarray(dns, dtype=DNS_RECORD)
-    record_keys = tuple_keys(dns)
-    order = np.argsort(record_keys)
-    sorted_keys = record_keys[order]
     flows = flows.copy()
-    for reverse in (False, True):
-        at, record = _matching(tuple_keys(flows, reverse=reverse), sorted_keys)
-        if len(at):
-            _set_dns(flows, at, dns[order[record]])
+    for at, record in matches:
+        _set_dns(flows, at, dns[record])
     return flows
-
-
-def _matching(keys: npt.NDArray[np.void], sorted_keys: npt.NDArray[np.void]) -> tuple[
-        npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """(rows of `keys` found in `sorted_keys`, where they are there)."""
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    found = np.flatnonzero(sorted_keys[at] == keys)
-    return found, at[found]
 
 
 def _set_dns(flows: Rows, at: npt.NDArray[np.intp], dns: Rows) -> None:

@@ -21,3 +21,21 @@ def tuple_keys(rows: Rows, reverse: bool = False) -> npt.NDArray[np.void]:
             (rows[source], rows[destination])
     keys["protocol"] = rows["protocol"]
     return keys.view(np.dtype((np.void, FLOW_TUPLE.itemsize)))
+
+
+def both_directions(flows: Rows, records: Rows) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """(flow rows, their record rows) for the flows whose tuple, or whose reversed tuple, is a record's:
+    what a fact about a connection (its DNS exchange, its RTT) goes onto. Record tuples are distinct."""
+    if not len(records) or not len(flows):
+        return []
+    record_keys = tuple_keys(records)
+    order = np.argsort(record_keys)
+    sorted_keys = record_keys[order]
+    found = []
+    for reverse in (False, True):
+        keys = tuple_keys(flows, reverse=reverse)
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        rows = np.flatnonzero(sorted_keys[at] == keys)
+        if len(rows):
+            found.append((rows, order[at[rows]]))
+    return found

@@ -46,6 +46,14 @@ class DnsFetcher(Protocol):
         ...
 
 
+class RttFetcher(Protocol):
+    """Swaps the kernel's RTT maps (--features rtt) and drains the retired one."""
+
+    def swap_and_drain_rtt(self) -> Rows:
+        """RTT_RECORD rows, one per TCP connection tuple (a buffer reused by the next call)."""
+        ...
+
+
 class RingReader(Protocol):
     """Reads the one-packet records of the kernel's ring buffer."""
 

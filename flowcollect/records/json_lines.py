@@ -63,11 +63,12 @@ FIELDS = (
 # Fields each --features adds after FIELDS, in this order, on every record of an agent with it on.
 FEATURE_FIELDS = {
     "drops": ("drop_packets", "drop_bytes", "drop_cause", "drop_tcp_state"),
+    "rtt": ("rtt_ns", "handshake_rtt_ns"),
     "dns": ("dns_id", "dns_name", "dns_rcode", "dns_latency_ns", "dns_unanswered"),
 }
 NUMBER_FIELDS = ("if_index", "eth_protocol", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
                  "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "drop_packets", "drop_bytes",
-                 "dns_id", "dns_latency_ns", "dns_unanswered")
+                 "dns_id", "dns_latency_ns", "dns_unanswered", "rtt_ns", "handshake_rtt_ns")
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 BLOCK_ROWS = 8192  # rows per block: measured best here (smaller: numpy call overhead; larger: cache misses)
 _U8 = np.uint8
@@ -610,6 +611,9 @@ class _BatchText:
         if "drop_cause" in extra:
             values["drop_cause"] = [self.cause_part(flows)]
             values["drop_tcp_state"] = [_tcp_state_texts().part(flows["drop_tcp_state"].astype(np.intp))]
+        if "rtt_ns" in extra:  # null where the flow is not a connection the agent timed
+            for name in ("rtt_ns", "handshake_rtt_ns"):
+                values[name] = [_nullable(_number_part(flows[name]), flows[name] == 0)]
         if "dns_id" in extra:
             no_dns = flows["dns_flags"] == 0
             unanswered = (flows["dns_flags"] & DNS_ANSWERED) == 0

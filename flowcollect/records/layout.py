@@ -67,9 +67,10 @@ FLOW_RECORD = _struct(FLOW_KEY, FLOW_METRICS)
 FLOW_FEATURES = _struct(
     ("drop_packets", "u8"), ("drop_bytes", "u8"), ("drop_reason", "u4"), ("drop_tcp_state", "u1"),
     ("pad_features", ("u1", (3,))), ("dns_latency_ns", "u8"), ("dns_unanswered", "u4"), ("dns_id", "u2"),
-    ("dns_rcode", "u1"), ("dns_flags", "u1"), ("dns_name", ("u1", (FC_DNS_NAME_LEN,))),
+    ("dns_rcode", "u1"), ("dns_flags", "u1"), ("dns_name", ("u1", (FC_DNS_NAME_LEN,))), ("rtt_ns", "u8"),
+    ("handshake_rtt_ns", "u8"),
 )
-# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (232 bytes).
+# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (248 bytes).
 FLOW_EXPORT = _struct(
     FLOW_RECORD, ("time_flow_start_ns", "i8"), ("time_flow_end_ns", "i8"),
     ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))), FLOW_FEATURES,
@@ -92,6 +93,9 @@ DNS_METRICS = _struct(
     ("flags", "u1"), ("name_len", "u1"), ("name", ("u1", (FC_DNS_NAME_LEN,))), ("pad_dns", ("u1", (7,))),
 )
 DNS_RECORD = _struct(FLOW_TUPLE, DNS_METRICS)
+# struct fc_rtt_metrics, fc_rtt_record: the RTT maps (bpf/rtt.bpf.h) and their drained rows.
+RTT_METRICS = _struct(("srtt_max_ns", "u8"), ("handshake_ns", "u8"), ("first_seen_ns", "u8"), ("last_seen_ns", "u8"))
+RTT_RECORD = _struct(FLOW_TUPLE, RTT_METRICS)
 # enum fc_dns_flag
 DNS_SEEN_QUERY = 1
 DNS_ANSWERED = 2

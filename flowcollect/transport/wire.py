@@ -21,7 +21,7 @@ counts the messages of one publisher instance on one topic from 1. `count`
 is the flows a FLOWS or FLOWS_JSON message carries and `packets` their
 packets, so that whoever drops a message can count what was lost without
 decoding it. Version 2 added `packets`; version 3 the feature fields of the
-rows (struct fc_flow_features: 232-byte rows) and `features`/`drop_reasons` in
+rows (struct fc_flow_features: 248-byte rows) and `features`/`drop_reasons` in
 the meta frame; a message of another version is refused, naming both.
 """
 import os
