@@ -279,7 +279,8 @@ class Collector:
         export = ExportSpec(
             exporter_id=index + 1,
             outputs=tuple(o for o in config.output if o.kind not in ("zmq", "none")),
-            ipfix=IpfixOptions(config.ipfix_mtu, config.ipfix_template_refresh, config.ipfix_template_refresh_messages),
+            ipfix=IpfixOptions(config.ipfix_mtu, config.ipfix_template_refresh, config.ipfix_template_refresh_messages,
+                               config.features),
             publish_endpoint=rundir.publish_endpoint if publish else None,
             publish_hwm=SUBSCRIBER_HWM,
             jsonl_lock=rundir.file("jsonl.lock"),
