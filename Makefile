@@ -14,7 +14,7 @@ ARGS ?=
 # systemd-analyze for the unit.
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool gcc make git \
 	python3 python3-venv python3-dev iproute2 ethtool procps util-linux systemd \
-	iperf3 iputils-ping netsniff-ng tcpdump tcpreplay tshark nfdump softflowd pmacct prometheus tmux
+	iperf3 iputils-ping netsniff-ng tcpdump tcpreplay tshark nfdump softflowd pmacct prometheus tmux nftables dnsmasq-base bind9-dnsutils
 APT_STAMP := build/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 VENV_STAMP := $(VENV)/.installed
 NATIVE_SOURCES := pyproject.toml setup.py $(wildcard native/*.c native/*.h native/*.py bpf/*.c bpf/*.h)

@@ -64,6 +64,10 @@ class Suite:
         from bench import kernel_cost
         self.results += kernel_cost.measure(KERNEL_RUNS, KERNEL_PACKETS)
 
+    def feature_cost(self):
+        from bench import feature_cost
+        self.results += feature_cost.measure_features(KERNEL_RUNS, KERNEL_PACKETS)
+
     def overhead(self):
         from bench import overhead
         self.results += overhead.measure(OVERHEAD_RUNS, OVERHEAD_SECONDS)
@@ -121,7 +125,8 @@ class Suite:
         self.results += new_flows.measure(NEW_FLOWS_SECONDS, NEW_FLOWS_RUNS)
 
 
-PARTS = ("drain", "kernel_cost", "overhead", "stages", "exports", "end_to_end", "peers", "memory", "new_flows")
+PARTS = ("drain", "kernel_cost", "feature_cost", "overhead", "stages", "exports", "end_to_end", "peers", "memory",
+         "new_flows")
 
 
 def plot(plots, out_dir):

@@ -108,11 +108,40 @@ struct fc_flow_record {
 	struct fc_flow_metrics metrics;
 };
 
+#define FC_DNS_NAME_LEN 64
+
+/*
+ * User space only: what the opt-in features (--features) add to an evicted
+ * flow, zero when off. Drops: packets and bytes of the flow the kernel freed
+ * as dropped (struct fc_drop_metrics joined on in user space), the reason
+ * (enum skb_drop_reason: its names come from the kernel's BTF at run time)
+ * and the socket's TCP state (0: no socket). DNS (struct fc_dns_metrics
+ * joined on): the latest query's id, response code and latency, queries
+ * still unanswered, enum fc_dns_flag, and the question's name as dotted text,
+ * NUL-padded. RTT (struct fc_rtt_metrics joined on): the connection's largest
+smoothed RTT and its handshake RTT. 120 bytes.
+ */
+struct fc_flow_features {
+	__u64 drop_packets;
+	__u64 drop_bytes;
+	__u32 drop_reason;
+	__u8 drop_tcp_state;
+	__u8 pad_features[3];
+	__u64 dns_latency_ns;
+	__u32 dns_unanswered;
+	__u16 dns_id;
+	__u8 dns_rcode;
+	__u8 dns_flags;
+	__u8 dns_name[FC_DNS_NAME_LEN];
+	__u64 rtt_ns;           /* largest smoothed RTT of the connection in the period */
+	__u64 handshake_rtt_ns; /* its handshake's RTT, when the agent saw it */
+};
+
 /*
  * User space only: one evicted flow, as the pipeline stages pass it on and as
  * the binary ZeroMQ topic carries it (docs/wire.md). Times are wall clock,
  * nanoseconds since the Unix epoch, converted from first/last_seen_ns with one
- * (wall, monotonic) pair per eviction. 128 bytes.
+ * (wall, monotonic) pair per eviction. 248 bytes.
  */
 struct fc_flow_export {
 	struct fc_flow_record record;
@@ -121,6 +150,109 @@ struct fc_flow_export {
 	__u32 sampling;  /* 1 in N packets were counted; 0 or 1 = every packet */
 	__u8 duplicate;  /* set by the deduper in just-mark mode */
 	__u8 pad_export[3];
+	struct fc_flow_features features;
+};
+
+/* ---- Opt-in features (--features): maps of their own, joined onto the flows in user space ---- */
+
+/* Slots of the per-CPU feature counters map: what a feature saw but could not record. */
+enum fc_feature_counter {
+	FC_FEATURE_COUNTER_DROPS_UNRECORDED = 0, /* dropped packets whose flow did not fit the drop map */
+	FC_FEATURE_COUNTER_DNS_UNRECORDED = 1,   /* DNS messages whose flow did not fit the DNS map */
+	FC_FEATURE_COUNTER_RTT_UNRECORDED = 2,   /* RTT samples whose connection did not fit the RTT map */
+	FC_FEATURE_COUNTER_MAX = 3,
+};
+
+/*
+ * Drops (bpf/drops.bpf.h): the key of the per-CPU drop map, a flow without
+ * its interface, MACs or direction, which a packet freed deep in the stack
+ * no longer has. Same address form and byte order as struct fc_flow_key. 40 bytes.
+ */
+struct fc_flow_tuple {
+	__u8 src_ip[FC_IP_LEN];
+	__u8 dst_ip[FC_IP_LEN];
+	__u16 src_port;
+	__u16 dst_port;
+	__u8 protocol;
+	__u8 pad_tuple[3];
+};
+
+/*
+ * The per-CPU value of the drop map; a slot whose first_seen_ns is 0 was never
+ * written on that CPU. bytes: the IP packet plus a 14-byte Ethernet header per
+ * frame, as `bytes` of a flow counts it on Ethernet. 48 bytes.
+ */
+struct fc_drop_metrics {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u32 reason;     /* enum skb_drop_reason of the latest drop */
+	__u32 if_index;   /* of the device the latest dropped packet was on (0: none) */
+	__u8 tcp_state;   /* of its socket (TCP_ESTABLISHED = 1, ...), 0 when it had none */
+	__u8 pad_drop[7];
+};
+
+/* One drained row of the drop map, per-CPU values folded. 88 bytes. */
+struct fc_drop_record {
+	struct fc_flow_tuple key;
+	struct fc_drop_metrics metrics;
+};
+
+/* What a flow's DNS record saw (struct fc_dns_metrics.flags, fc_flow_features.dns_flags). */
+enum fc_dns_flag {
+	FC_DNS_SEEN_QUERY = 1, /* a query of the flow was seen this period */
+	FC_DNS_ANSWERED = 2,   /* a response to one of its queries was seen: rcode and latency are set */
+};
+
+/* DNS (bpf/dns.bpf.h): a query waiting for its response, by its flow (client to server) and id. 44 bytes. */
+struct fc_dns_query_key {
+	struct fc_flow_tuple tuple;
+	__u16 id;
+	__u8 pad_query[2];
+};
+
+/*
+ * One flow's DNS during an eviction period, keyed by the query's tuple
+ * (client to server); not per-CPU, since a query and its response may be
+ * seen on different CPUs. name: the latest query's question as on the wire
+ * (length-prefixed labels), its first name_len bytes. 96 bytes.
+ */
+struct fc_dns_metrics {
+	__u64 latency_ns;   /* latest response's time minus its query's */
+	__u32 queries;
+	__u32 answers;
+	__u32 unanswered;   /* queries of this period with no response yet */
+	__u16 id;
+	__u8 rcode;
+	__u8 flags;         /* enum fc_dns_flag */
+	__u8 name_len;
+	__u8 name[FC_DNS_NAME_LEN];
+	__u8 pad_dns[7];
+};
+
+/*
+ * RTT (bpf/rtt.bpf.h): one TCP connection during an eviction period, keyed
+ * by its socket's tuple (local to remote) for the smoothed RTT and by the
+ * client-to-server tuple for the handshake; per-CPU. 32 bytes.
+ */
+struct fc_rtt_metrics {
+	__u64 srtt_max_ns;   /* the largest smoothed RTT the socket had */
+	__u64 handshake_ns;  /* SYN to SYN-ACK, or SYN-ACK to ACK; 0 when not seen */
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+};
+
+/* One drained row of the RTT map, per-CPU values folded. 72 bytes. */
+struct fc_rtt_record {
+	struct fc_flow_tuple key;
+	struct fc_rtt_metrics metrics;
+};
+
+/* One drained row of the DNS map. 136 bytes. */
+struct fc_dns_record {
+	struct fc_flow_tuple key;
+	struct fc_dns_metrics metrics;
 };
 
 #endif /* FC_FLOW_H */

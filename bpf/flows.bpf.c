@@ -393,6 +393,12 @@ static __always_inline void parse_frame(const struct fc_frame *f, struct fc_flow
 		pkt->parse_failed = 1;
 }
 
+/* Opt-in features (--features): each in its own header, off unless asked for. */
+#include "features.bpf.h"
+#include "drops.bpf.h"
+#include "dns.bpf.h"
+#include "rtt.bpf.h"
+
 /* The map refused a new flow: hand the packet to user space as a one-packet record. */
 static __always_inline void fall_back_to_ringbuf(const struct fc_flow_key *key,
 						 const struct fc_flow_metrics *metrics, long err)
@@ -451,6 +457,10 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	if (pkt.segments > 1 && pkt.header_len)
 		bytes += (pkt.segments - 1) * pkt.header_len;
 	now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
+	if (fc_dns)
+		track_dns(skb, &key, &pkt, now);
+	if (fc_rtt)
+		track_handshake(&key, &pkt, now);
 
 	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
 	if (!flows) {

@@ -5,6 +5,7 @@ extension embeds the object through the skeleton, so the installed package
 needs no .o file at run time. Not part of the installed package.
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -30,11 +31,17 @@ def require(tool, package):
         sys.exit(f"flowcollect build: '{tool}' not found; install the Debian package {package} (make setup does)")
 
 
+# bpf_tracing.h's names for the machine (the kprobe of bpf/rtt.bpf.h reads its argument registers).
+TARGET_ARCH = {"x86_64": "x86", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "powerpc", "s390x": "s390",
+               "riscv64": "riscv", "loongarch64": "loongarch"}
+
+
 def compile_object(source, output):
     require("clang", "clang")
     subprocess.run(
         [
             "clang", "-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
+            f"-D__TARGET_ARCH_{TARGET_ARCH.get(platform.machine(), platform.machine())}",
             "-I", BPF_DIR, "-I", multiarch_include(),
             "-c", source, "-o", output,
         ],

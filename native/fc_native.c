@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "flow.h"
@@ -98,6 +99,69 @@ int fc_num_possible_cpus(void)
 	return libbpf_num_possible_cpus();
 }
 
+/* Does the kfree_skb tracepoint pass the drop reason (its third argument, enum skb_drop_reason)? */
+static bool btf_kfree_skb_has_reason(const struct btf *vmlinux)
+{
+	int id = btf__find_by_name_kind(vmlinux, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF);
+	const struct btf_type *t;
+	const struct btf_param *params;
+
+	if (id <= 0 || btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM) <= 0)
+		return false;
+	t = btf__type_by_id(vmlinux, id);                  /* typedef -> pointer -> function prototype */
+	t = t ? btf__type_by_id(vmlinux, t->type) : NULL;
+	t = t && btf_is_ptr(t) ? btf__type_by_id(vmlinux, t->type) : NULL;
+	if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 4)
+		return false; /* (void *ctx, skb, location, reason, ...) */
+	params = btf_params(t);
+	t = btf__type_by_id(vmlinux, params[3].type);
+	return t && btf_is_enum(t);
+}
+
+static const char *rtt_attach_kind(void); /* in the features' section at the end */
+
+static void append_missing(char *buf, size_t len, const char *clause)
+{
+	size_t used = strlen(buf);
+
+	snprintf(buf + used, len - used, "%s%s", used ? "; " : "", clause);
+}
+
+__u32 fc_probe_features(__u32 wanted)
+{
+	/* DNS is parsed by the TC programs themselves: it needs nothing more than counting does. */
+	__u32 supported = FC_FEATURE_DNS;
+	struct btf *vmlinux;
+	char missing[FC_ERROR_LEN] = "";
+
+	libbpf_set_print(fc_libbpf_print); /* libbpf's own lines would be a second line on stderr */
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux) {
+		if (wanted & FC_FEATURE_DROPS)
+			append_missing(missing, sizeof(missing),
+				       "drops needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)");
+		if (wanted & FC_FEATURE_RTT)
+			append_missing(missing, sizeof(missing),
+				       "rtt needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)");
+		snprintf(fc_error, sizeof(fc_error), "%s", missing);
+		return supported;
+	}
+	if (btf_kfree_skb_has_reason(vmlinux))
+		supported |= FC_FEATURE_DROPS;
+	else if (wanted & FC_FEATURE_DROPS)
+		append_missing(missing, sizeof(missing),
+			       "drops needs the kfree_skb tracepoint with its drop reason (Linux 5.17 and later)");
+	btf__free(vmlinux);
+	if (rtt_attach_kind()[0])
+		supported |= FC_FEATURE_RTT;
+	else if (wanted & FC_FEATURE_RTT)
+		append_missing(missing, sizeof(missing),
+			       "rtt needs BPF trampolines (fentry), the tcp_probe tracepoint in the kernel's BTF, or kprobes "
+			       "to reach tcp_rcv_established");
+	snprintf(fc_error, sizeof(fc_error), "%s", missing);
+	return supported;
+}
+
 static int probe_batch_ops(void)
 {
 	__u64 values[256]; /* room for one per-CPU value of an 8-byte map */
@@ -159,6 +223,33 @@ struct fc_attachment {
 	struct bpf_tc_opts ingress_opts, egress_opts;
 };
 
+/*
+ * A feature's pair of maps behind a one-slot array-of-maps, swapped and drained
+ * like the flow maps. Drained rows are the key then the value (folded over CPUs
+ * when per-CPU), as struct fc_drop_record and fc_dns_record lay them out.
+ */
+struct fc_swapped_map {
+	struct bpf_map *slot;
+	int fd[2];
+	int active;           /* index into fd of the map the kernel writes */
+	size_t key_size, value_size;
+	__u32 values_per_key; /* ncpus for a per-CPU map, else 1 */
+	void (*fold)(const void *values, __u32 n, void *out);
+	void *keys;           /* batch */
+	void *values;         /* batch x values_per_key */
+};
+
+/* What the opt-in features (--features) hold beside the flow maps; see the section at the end. */
+struct fc_feature_state {
+	__u32 enabled; /* FC_FEATURE_* */
+	struct fc_swapped_map drops, dns, rtt;
+	const char *rtt_attach; /* "fentry", "kprobe", or "" */
+};
+
+static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts);
+static int features_after_load(struct fc_agent *agent);
+static void features_close(struct fc_agent *agent);
+
 struct fc_agent {
 	struct flows_bpf *skel;
 	struct ring_buffer *ringbuf;
@@ -178,6 +269,7 @@ struct fc_agent {
 	struct fc_attachment *attachments;
 	size_t n_attachments;
 	size_t cap_attachments;
+	struct fc_feature_state features;
 };
 
 static int on_ringbuf_record(void *ctx, void *data, size_t size)
@@ -273,6 +365,8 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(err, "sizing the BPF maps");
 		goto fail;
 	}
+	if ((err = features_before_load(agent, opts)))
+		goto fail;
 	err = flows_bpf__load(agent->skel);
 	if (err) {
 		size_t used;
@@ -319,6 +413,8 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(-errno, "opening the ring buffer");
 		goto fail;
 	}
+	if ((err = features_after_load(agent)))
+		goto fail;
 	*out = agent;
 	return 0;
 fail:
@@ -773,23 +869,29 @@ long fc_agent_prog_id(struct fc_agent *agent, int which)
 	return info.id;
 }
 
-int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+/* Sum slots 0..n of a per-CPU array of counters (of `size` slots) into out. */
+static int sum_percpu_counters(struct fc_agent *agent, int fd, __u64 *out, __u32 n, __u32 size, const char *what)
 {
-	int fd = bpf_map__fd(agent->skel->maps.fc_counters);
 	__u32 slot, cpu;
 
-	if (n > FC_COUNTER_MAX)
-		return fc_fail(-EINVAL, "%u counters asked, %d exist", n, FC_COUNTER_MAX);
+	if (n > size)
+		return fc_fail(-EINVAL, "%u %s asked, %u exist", n, what, size);
 	for (slot = 0; slot < n; slot++) {
 		int err = bpf_map_lookup_elem(fd, &slot, agent->counter_values);
 
 		if (err)
-			return fc_fail(err, "reading counter %u", slot);
+			return fc_fail(err, "reading %s slot %u", what, slot);
 		out[slot] = 0;
 		for (cpu = 0; cpu < agent->ncpus; cpu++)
 			out[slot] += agent->counter_values[cpu];
 	}
 	return 0;
+}
+
+int fc_agent_read_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+{
+	return sum_percpu_counters(agent, bpf_map__fd(agent->skel->maps.fc_counters), out, n, FC_COUNTER_MAX,
+				   "counters");
 }
 
 int fc_agent_map_fd(struct fc_agent *agent, int which)
@@ -825,6 +927,7 @@ void fc_agent_close(struct fc_agent *agent)
 	if (!agent)
 		return;
 	fc_agent_detach_all(agent);
+	features_close(agent);
 	ring_buffer__free(agent->ringbuf);
 	flows_bpf__destroy(agent->skel);
 	free(agent->attachments);
@@ -832,4 +935,347 @@ void fc_agent_close(struct fc_agent *agent)
 	free(agent->values);
 	free(agent->counter_values);
 	free(agent);
+}
+
+
+/* ---- Opt-in features (--features): their programs and maps, loaded only when asked for ---- */
+
+/* The value of enumerator `name` of enum `type` in the kernel's BTF; `missing` when there is none. */
+static __u32 btf_enum_value(const struct btf *vmlinux, const char *type, const char *name, __u32 missing)
+{
+	int id = btf__find_by_name_kind(vmlinux, type, BTF_KIND_ENUM);
+	const struct btf_type *t = id > 0 ? btf__type_by_id(vmlinux, id) : NULL;
+	const struct btf_enum *e;
+	__u16 i;
+
+	if (!t)
+		return missing;
+	for (i = 0, e = btf_enum(t); i < btf_vlen(t); i++, e++)
+		if (!strcmp(btf__name_by_offset(vmlinux, e->name_off), name))
+			return (__u32)e->val;
+	return missing;
+}
+
+/* Fold the per-CPU values of one drop row (slots with first_seen_ns == 0 are empty). */
+static void fold_drop_percpu(const void *values, __u32 ncpus, void *out)
+{
+	const struct fc_drop_metrics *percpu = values;
+	struct fc_drop_metrics acc = { 0 };
+	__u32 cpu;
+
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		const struct fc_drop_metrics *m = &percpu[cpu];
+
+		if (!m->first_seen_ns)
+			continue;
+		acc.packets += m->packets;
+		acc.bytes += m->bytes;
+		if (!acc.first_seen_ns || m->first_seen_ns < acc.first_seen_ns)
+			acc.first_seen_ns = m->first_seen_ns;
+		if (m->last_seen_ns >= acc.last_seen_ns) {
+			/* The reason, device and state of the latest drop. */
+			acc.last_seen_ns = m->last_seen_ns;
+			acc.reason = m->reason;
+			acc.if_index = m->if_index;
+			acc.tcp_state = m->tcp_state;
+		}
+	}
+	memcpy(out, &acc, sizeof(acc));
+}
+
+/* Fold the per-CPU values of one RTT row (slots with first_seen_ns == 0 are empty): the largest of each RTT. */
+static void fold_rtt_percpu(const void *values, __u32 ncpus, void *out)
+{
+	const struct fc_rtt_metrics *percpu = values;
+	struct fc_rtt_metrics acc = { 0 };
+	__u32 cpu;
+
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		const struct fc_rtt_metrics *m = &percpu[cpu];
+
+		if (!m->first_seen_ns)
+			continue;
+		if (m->srtt_max_ns > acc.srtt_max_ns)
+			acc.srtt_max_ns = m->srtt_max_ns;
+		if (m->handshake_ns > acc.handshake_ns)
+			acc.handshake_ns = m->handshake_ns;
+		if (!acc.first_seen_ns || m->first_seen_ns < acc.first_seen_ns)
+			acc.first_seen_ns = m->first_seen_ns;
+		if (m->last_seen_ns > acc.last_seen_ns)
+			acc.last_seen_ns = m->last_seen_ns;
+	}
+	memcpy(out, &acc, sizeof(acc));
+}
+
+static void copy_dns(const void *values, __u32 n, void *out)
+{
+	(void)n; /* one value: the DNS map is not per-CPU */
+	memcpy(out, values, sizeof(struct fc_dns_metrics));
+}
+
+/* Can a program of this kernel run at the entry of tcp_rcv_established (fentry: BPF trampolines)?
+ * Loaded and closed at once: "return 0", nothing attached. */
+static bool fentry_loads(const struct btf *vmlinux)
+{
+	struct bpf_insn ret0[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int id = btf__find_by_name_kind(vmlinux, "tcp_rcv_established", BTF_KIND_FUNC), fd;
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY, .attach_btf_id = id);
+
+	if (id <= 0)
+		return false;
+	fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "fc_probe_fentry", "GPL", ret0, 2, &opts);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/* How the RTT program can attach to tcp_rcv_established here: "fentry", "tracepoint" (tp_btf/tcp_probe,
+ * which it calls), "kprobe" (CONFIG_KPROBES, the PMU libbpf uses), or "" (none). */
+static const char *rtt_attach_kind(void)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	const char *kind = "";
+
+	if (vmlinux && fentry_loads(vmlinux))
+		kind = "fentry";
+	else if (vmlinux && btf__find_by_name_kind(vmlinux, "btf_trace_tcp_probe", BTF_KIND_TYPEDEF) > 0)
+		kind = "tracepoint";
+	else if (!access("/sys/bus/event_source/devices/kprobe/type", R_OK))
+		kind = "kprobe";
+	btf__free(vmlinux);
+	return kind;
+}
+
+/* Size a feature's two maps: max_flows entries when on, one (the least a map takes) when off. */
+static int size_swapped_maps(struct bpf_map *a, struct bpf_map *b, bool on, __u32 max_flows)
+{
+	int err = bpf_map__set_max_entries(a, on ? max_flows : 1);
+
+	return err ? err : bpf_map__set_max_entries(b, on ? max_flows : 1);
+}
+
+static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts)
+{
+	struct flows_bpf *skel = agent->skel;
+	bool drops = opts->features & FC_FEATURE_DROPS, dns = opts->features & FC_FEATURE_DNS;
+	bool rtt = opts->features & FC_FEATURE_RTT;
+	int err;
+
+	agent->features.enabled = opts->features;
+	/* Off: a program is not loaded (or, in the TC programs, its code is removed by the verifier:
+	 * fc_dns is a constant of the loaded object) and its maps take one entry each. */
+	bpf_program__set_autoload(skel->progs.fc_kfree_skb, drops);
+	agent->features.rtt_attach = rtt ? rtt_attach_kind() : "";
+	bpf_program__set_autoload(skel->progs.fc_rtt_fentry, !strcmp(agent->features.rtt_attach, "fentry"));
+	bpf_program__set_autoload(skel->progs.fc_rtt_tcp_probe, !strcmp(agent->features.rtt_attach, "tracepoint"));
+	bpf_program__set_autoload(skel->progs.fc_rtt_kprobe, !strcmp(agent->features.rtt_attach, "kprobe"));
+	skel->rodata->fc_dns = dns;
+	skel->rodata->fc_rtt = rtt;
+	if ((err = size_swapped_maps(skel->maps.fc_drops_a, skel->maps.fc_drops_b, drops, opts->max_flows)) ||
+	    (err = size_swapped_maps(skel->maps.fc_dns_a, skel->maps.fc_dns_b, dns, opts->max_flows)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.fc_dns_pending, dns ? opts->max_flows : 1)) ||
+	    (err = size_swapped_maps(skel->maps.fc_rtt_a, skel->maps.fc_rtt_b, rtt, opts->max_flows)) ||
+	    (err = bpf_map__set_max_entries(skel->maps.fc_handshakes, rtt ? opts->max_flows : 1)))
+		return fc_fail(err, "sizing the feature maps");
+	/* Drops and sockets are global: only those of the agent's own network namespace are its flows. */
+	skel->rodata->fc_agent_netns = (__u32)current_netns();
+	if (drops) {
+		struct btf *vmlinux = btf__load_vmlinux_btf();
+
+		if (!vmlinux)
+			return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
+		skel->rodata->fc_drop_reason_consumed = btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
+		btf__free(vmlinux);
+	}
+	return 0;
+}
+
+static int open_swapped_map(struct fc_agent *agent, struct fc_swapped_map *m, struct bpf_map *slot, struct bpf_map *a,
+			    struct bpf_map *b, size_t value_size, bool percpu, void (*fold)(const void *, __u32, void *))
+{
+	m->slot = slot;
+	m->fd[0] = bpf_map__fd(a);
+	m->fd[1] = bpf_map__fd(b);
+	m->active = 0; /* the static slot initialiser points at the first map */
+	m->key_size = sizeof(struct fc_flow_tuple);
+	m->value_size = value_size;
+	m->values_per_key = percpu ? agent->ncpus : 1;
+	m->fold = fold;
+	m->keys = calloc(agent->batch, m->key_size);
+	m->values = calloc((size_t)agent->batch * m->values_per_key, value_size);
+	if (!m->keys || !m->values)
+		return fc_fail(-ENOMEM, "allocating drain buffers for %u feature rows", agent->batch);
+	return 0;
+}
+
+static int features_after_load(struct fc_agent *agent)
+{
+	struct fc_feature_state *f = &agent->features;
+	struct flows_bpf *skel = agent->skel;
+	int err;
+
+	if (f->enabled & FC_FEATURE_DNS &&
+	    (err = open_swapped_map(agent, &f->dns, skel->maps.fc_dns_slot, skel->maps.fc_dns_a, skel->maps.fc_dns_b,
+				    sizeof(struct fc_dns_metrics), false, copy_dns)))
+		return err;
+	if (f->enabled & FC_FEATURE_RTT) {
+		if ((err = open_swapped_map(agent, &f->rtt, skel->maps.fc_rtt_slot, skel->maps.fc_rtt_a,
+					    skel->maps.fc_rtt_b, sizeof(struct fc_rtt_metrics), true, fold_rtt_percpu)))
+			return err;
+		if (!strcmp(f->rtt_attach, "fentry"))
+			skel->links.fc_rtt_fentry = bpf_program__attach(skel->progs.fc_rtt_fentry);
+		else if (!strcmp(f->rtt_attach, "tracepoint"))
+			skel->links.fc_rtt_tcp_probe = bpf_program__attach(skel->progs.fc_rtt_tcp_probe);
+		else if (!strcmp(f->rtt_attach, "kprobe"))
+			skel->links.fc_rtt_kprobe = bpf_program__attach(skel->progs.fc_rtt_kprobe);
+		if (!skel->links.fc_rtt_fentry && !skel->links.fc_rtt_tcp_probe && !skel->links.fc_rtt_kprobe)
+			return fc_fail(errno ? -errno : -EOPNOTSUPP, "attaching the RTT program to tcp_rcv_established (%s)",
+				       f->rtt_attach[0] ? f->rtt_attach : "no way to attach: no fentry, tcp_probe or kprobes");
+	}
+	if (!(f->enabled & FC_FEATURE_DROPS))
+		return 0;
+	if ((err = open_swapped_map(agent, &f->drops, skel->maps.fc_drop_slot, skel->maps.fc_drops_a,
+				    skel->maps.fc_drops_b, sizeof(struct fc_drop_metrics), true, fold_drop_percpu)))
+		return err;
+	/* The skeleton owns the link: flows_bpf__destroy() detaches it. */
+	skel->links.fc_kfree_skb = bpf_program__attach(skel->progs.fc_kfree_skb);
+	if (!skel->links.fc_kfree_skb)
+		return fc_fail(-errno, "attaching the drops program to the kfree_skb tracepoint");
+	return 0;
+}
+
+static void features_close(struct fc_agent *agent)
+{
+	struct fc_swapped_map *maps[] = { &agent->features.drops, &agent->features.dns, &agent->features.rtt };
+	size_t i;
+
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		free(maps[i]->keys);
+		free(maps[i]->values);
+		maps[i]->keys = maps[i]->values = NULL;
+	}
+}
+
+/* Read and delete every row of a feature map no program writes any more into out (rows of key + value). */
+static long drain_swapped(struct fc_agent *agent, struct fc_swapped_map *m, int fd, __u8 *out, __u64 capacity)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	size_t row = m->key_size + m->value_size, values = m->value_size * m->values_per_key;
+	__u64 in_batch = 0, out_batch = 0;
+	void *prev = NULL;
+	bool first = true;
+	long n = 0, i;
+	int err;
+
+	while (agent->batch_ops) {
+		__u32 count = agent->batch;
+
+		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, m->keys, m->values,
+						      &count, &opts);
+		if (err && err != -ENOENT)
+			return fc_fail(err, "draining a feature map in batches of %u", agent->batch);
+		if (n + count > capacity)
+			return fc_fail(-ENOBUFS, "drained more feature rows than the %llu given", (unsigned long long)capacity);
+		for (i = 0; i < count; i++, n++) {
+			memcpy(out + n * row, (__u8 *)m->keys + i * m->key_size, m->key_size);
+			m->fold((__u8 *)m->values + i * values, m->values_per_key, out + n * row + m->key_size);
+		}
+		if (err == -ENOENT)
+			return n;
+		in_batch = out_batch;
+		first = false;
+	}
+	/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
+	while (n < (long)capacity && !(err = bpf_map_get_next_key(fd, prev, out + n * row))) {
+		if ((err = bpf_map_lookup_elem(fd, out + n * row, m->values)))
+			return fc_fail(err, "reading a row of a retired feature map");
+		m->fold(m->values, m->values_per_key, out + n * row + m->key_size);
+		prev = out + n++ * row;
+	}
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, out + i * row);
+	return n;
+}
+
+/* As for the flow maps: the slot update returns once no program writes the retired map. */
+static long swap_and_drain_feature(struct fc_agent *agent, struct fc_swapped_map *m, void *out, __u64 capacity)
+{
+	int retired = m->active, next = !m->active;
+	__u32 slot = 0;
+	int err;
+
+	if (capacity < agent->max_flows)
+		return fc_fail(-EINVAL, "a feature drain needs room for %u rows, got %llu", agent->max_flows,
+			       (unsigned long long)capacity);
+	err = bpf_map_update_elem(bpf_map__fd(m->slot), &slot, &m->fd[next], BPF_ANY);
+	if (err)
+		return fc_fail(err, "swapping a feature map");
+	m->active = next;
+	return drain_swapped(agent, m, m->fd[retired], out, capacity);
+}
+
+long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity)
+{
+	if (!(agent->features.enabled & FC_FEATURE_DROPS))
+		return 0;
+	return swap_and_drain_feature(agent, &agent->features.drops, out, capacity);
+}
+
+long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *out, __u64 capacity)
+{
+	if (!(agent->features.enabled & FC_FEATURE_DNS))
+		return 0;
+	/* Before the swap: queries seen from here on belong to the next period (bpf/dns.bpf.h). */
+	__atomic_add_fetch(&agent->skel->bss->fc_dns_generation, 1, __ATOMIC_RELAXED);
+	return swap_and_drain_feature(agent, &agent->features.dns, out, capacity);
+}
+
+long fc_agent_swap_and_drain_rtt(struct fc_agent *agent, struct fc_rtt_record *out, __u64 capacity)
+{
+	if (!(agent->features.enabled & FC_FEATURE_RTT))
+		return 0;
+	return swap_and_drain_feature(agent, &agent->features.rtt, out, capacity);
+}
+
+const char *fc_agent_rtt_attach(struct fc_agent *agent)
+{
+	return agent->features.rtt_attach;
+}
+
+long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity)
+{
+	struct btf *vmlinux;
+	const struct btf_type *t;
+	const struct btf_enum *e;
+	static const char prefix[] = "SKB_DROP_REASON_";
+	int id;
+	__u32 i, n = 0;
+
+	libbpf_set_print(fc_libbpf_print);
+	vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for its drop reasons");
+	id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
+	t = id > 0 ? btf__type_by_id(vmlinux, id) : NULL;
+	for (i = 0, e = t ? btf_enum(t) : NULL; t && i < btf_vlen(t) && n < capacity; i++, e++) {
+		const char *name = btf__name_by_offset(vmlinux, e->name_off);
+
+		if (!strncmp(name, prefix, sizeof(prefix) - 1))
+			name += sizeof(prefix) - 1; /* NETFILTER_DROP, as netobserv and `perf` print them */
+		out[n].value = (__u32)e->val;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", name);
+		n++;
+	}
+	btf__free(vmlinux);
+	return n;
+}
+
+int fc_agent_read_feature_counters(struct fc_agent *agent, __u64 *out, __u32 n)
+{
+	return sum_percpu_counters(agent, bpf_map__fd(agent->skel->maps.fc_feature_counters), out, n,
+				   FC_FEATURE_COUNTER_MAX, "feature counters");
 }

@@ -30,6 +30,11 @@
 #define FC_ATTACH_TCX 1
 #define FC_ATTACH_TC 2
 
+/* Opt-in features (fc_load_opts.features, fc_probe_features): bits of a mask. */
+#define FC_FEATURE_DROPS 1
+#define FC_FEATURE_RTT 2
+#define FC_FEATURE_DNS 4
+
 struct fc_load_opts {
 	__u32 max_flows;      /* entries of each flow map (cache_max_flows) */
 	__u32 ringbuf_bytes;  /* power of two, multiple of the page size */
@@ -39,6 +44,7 @@ struct fc_load_opts {
 	__u8 debug;
 	__u8 attach_mode;     /* FC_ATTACH_* */
 	__u8 replay;          /* 1: flow times are the frames' skb->tstamp (fc_agent_replay), not the clock */
+	__u32 features;       /* FC_FEATURE_* wanted: their programs are loaded, their hot-path code enabled */
 };
 
 /* What one swap-and-drain cost, for the agent's own metrics. */
@@ -61,6 +67,10 @@ struct fc_agent;
 
 const char *fc_last_error(void);
 int fc_num_possible_cpus(void);
+
+/* Which FC_FEATURE_* this kernel can do, from its BTF (no privileges needed). For those of
+ * `wanted` it cannot, fc_last_error() says what is missing, one clause per feature. */
+__u32 fc_probe_features(__u32 wanted);
 
 int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
 void fc_agent_close(struct fc_agent *agent);
@@ -117,5 +127,33 @@ int fc_agent_prog_fd(struct fc_agent *agent, int which);
 
 /* Fold the per-CPU values of one flow (slots with first_seen_ns == 0 are empty). */
 void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc_flow_metrics *out);
+
+/* ---- Opt-in features (--features) ---- */
+
+/* One enumerator of the kernel's enum skb_drop_reason, SKB_DROP_REASON_ prefix dropped. */
+struct fc_drop_reason {
+	__u32 value;
+	char name[60];
+};
+
+/* Swap the drop maps (FC_FEATURE_DROPS) and drain the retired one into out[0..n), per-CPU values
+ * folded; capacity at least max_flows. Called right after fc_agent_swap_and_drain, so both cover
+ * the same period. Returns n (0 when the feature is off). */
+long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity);
+
+/* The same for the DNS maps (FC_FEATURE_DNS): one row per flow tuple (client to server) and period. */
+long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *out, __u64 capacity);
+
+/* The same for the RTT maps (FC_FEATURE_RTT): one row per TCP connection tuple and period. */
+long fc_agent_swap_and_drain_rtt(struct fc_agent *agent, struct fc_rtt_record *out, __u64 capacity);
+
+/* How the RTT program is attached: "fentry", "kprobe" (no BPF trampoline here), or "" (rtt off). */
+const char *fc_agent_rtt_attach(struct fc_agent *agent);
+
+/* The kernel's drop reasons, from its BTF at run time (the enum grows between kernels). Returns how many. */
+long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity);
+
+/* Sum the per-CPU feature counters map (enum fc_feature_counter) into out[0..n). */
+int fc_agent_read_feature_counters(struct fc_agent *agent, __u64 *out, __u32 n);
 
 #endif /* FC_NATIVE_H */

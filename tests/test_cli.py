@@ -21,6 +21,7 @@ BAD_VALUES = {
     "ringbuf_size": "1000",
     "sampling": "-1",
     "deduper": "lastCome",
+    "features": "drops,speed",
     "deduper_fc_expiry": "0s",
     "deduper_just_mark": "maybe",
     "workers": "0",

@@ -8,16 +8,16 @@ import numpy as np
 import orjson
 import pytest
 
-from flowcollect.records.batch import FlowBatch
-from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines
-from flowcollect.records.layout import FLOW_EXPORT
+from flowcollect.records.batch import Enrichment, FlowBatch
+from flowcollect.records.json_lines import FIELDS, JsonLinesEncoder, encode_lines, fields_of
+from flowcollect.records.layout import DNS_ANSWERED, DNS_RCODE_NAMES, FLOW_EXPORT, TCP_STATE_NAMES
 from tests.flowrows import flow_row as flow
 from tests.flowtools import ip16
 
 T0_NS = 1_700_000_000_123_456_789  # 2023-11-14T22:13:20.123456789Z
 
 
-def reference_record(row, names, agent_ip):
+def reference_record(row, names, agent_ip, enrichment=None):
     """The §7.2 object of one row, built the obvious way."""
     def address(raw):
         if int(row["eth_protocol"]) not in (0x0800, 0x86DD):
@@ -41,11 +41,33 @@ def reference_record(row, names, agent_ip):
         **{name: int(row[name]) for name in ("src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
                                              "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling")},
         "agent_ip": agent_ip, "duplicate": bool(row["duplicate"]),
+        **(drop_fields(row, enrichment.drop_reasons) if enrichment and "drops" in enrichment.features else {}),
+        **({name: int(row[name]) or None for name in ("rtt_ns", "handshake_rtt_ns")}
+           if enrichment and "rtt" in enrichment.features else {}),
+        **(dns_fields(row) if enrichment and "dns" in enrichment.features else {}),
     }
 
 
+def dns_fields(row):
+    flags = int(row["dns_flags"])
+    answered = bool(flags & DNS_ANSWERED)
+    name = bytes(row["dns_name"]).rstrip(b"\0").decode("ascii", "backslashreplace")
+    rcode = int(row["dns_rcode"])
+    return {"dns_id": int(row["dns_id"]) if flags else None, "dns_name": name if flags and name else None,
+            "dns_rcode": DNS_RCODE_NAMES.get(rcode, f"RCODE{rcode}") if answered else None,
+            "dns_latency_ns": int(row["dns_latency_ns"]) if answered else None,
+            "dns_unanswered": int(row["dns_unanswered"])}
+
+
+def drop_fields(row, reasons):
+    dropped, state = int(row["drop_packets"]) > 0, int(row["drop_tcp_state"])
+    return {"drop_packets": int(row["drop_packets"]), "drop_bytes": int(row["drop_bytes"]),
+            "drop_cause": reasons.get(int(row["drop_reason"])) if dropped else None,
+            "drop_tcp_state": TCP_STATE_NAMES.get(state, str(state)) if state else None}
+
+
 def reference_lines(batch):
-    return b"".join(orjson.dumps(reference_record(row, batch.interface_names, batch.agent_ip),
+    return b"".join(orjson.dumps(reference_record(row, batch.interface_names, batch.agent_ip, batch.enrichment),
                                  option=orjson.OPT_APPEND_NEWLINE) for row in batch.flows)
 
 
@@ -131,6 +153,28 @@ def test_random_batches_equal_one_orjson_dict_per_flow(seed):
     rng = np.random.default_rng(seed)
     batch = random_batch(rng, int(rng.integers(1, 3000)), agent_ip=["192.0.2.1", "2001:db8::9", ""][seed % 3])
     assert bytes(encode_lines(batch)) == reference_lines(batch)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_feature_fields_equal_one_orjson_dict_per_flow(seed):
+    # GIVEN random rows, some dropped with reasons the batch names, some with reasons it does not know
+    rng = np.random.default_rng(100 + seed)
+    batch = random_batch(rng, int(rng.integers(1, 2000)))
+    flows = batch.flows
+    flows["drop_reason"] = rng.integers(0, 8, len(flows))
+    flows["drop_tcp_state"] = np.where(rng.random(len(flows)) < 0.5, rng.integers(0, 14, len(flows)), 255)
+    flows["drop_packets"][rng.random(len(flows)) < 0.4] = 0
+    # and DNS: names of every length with bytes JSON escapes, a few flows without DNS, some unanswered
+    flows["dns_flags"] = np.where(rng.random(len(flows)) < 0.2, 0, flows["dns_flags"] & 3)
+    names = [b"", b"a.test", b"x" * 64, b'q"\\\x01.test', b"www.example.test"]
+    for i, pick in enumerate(rng.integers(0, len(names), len(flows))):
+        flows["dns_name"][i] = np.frombuffer(names[pick].ljust(64, b"\0"), np.uint8)
+    flows["rtt_ns"][rng.random(len(flows)) < 0.3] = 0
+    features = ("drops", "rtt", "dns")[seed % 3:] if seed % 3 else ("drops", "rtt", "dns")
+    batch.enrichment = Enrichment(features, {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
+    # THEN the lines carry the features' fields after the others, as the reference builds them
+    assert bytes(encode_lines(batch)) == reference_lines(batch)
+    assert list(orjson.loads(bytes(encode_lines(batch)).splitlines()[0])) == list(fields_of(features))
 
 
 def test_a_reused_encoder_follows_changes_of_layout_and_size():

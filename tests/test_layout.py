@@ -17,7 +17,16 @@ STRUCTS = {
     "fc_flow_key": (layout.FLOW_KEY, 64),
     "fc_flow_metrics": (layout.FLOW_METRICS, 40),
     "fc_flow_record": (layout.FLOW_RECORD, 104),
-    "fc_flow_export": (layout.FLOW_EXPORT, 128),
+    "fc_flow_features": (layout.FLOW_FEATURES, 120),
+    "fc_flow_export": (layout.FLOW_EXPORT, 248),
+    "fc_flow_tuple": (layout.FLOW_TUPLE, 40),
+    "fc_drop_metrics": (layout.DROP_METRICS, 48),
+    "fc_drop_record": (layout.DROP_RECORD, 88),
+    "fc_dns_query_key": (layout.DNS_QUERY_KEY, 44),
+    "fc_dns_metrics": (layout.DNS_METRICS, 96),
+    "fc_dns_record": (layout.DNS_RECORD, 136),
+    "fc_rtt_metrics": (layout.RTT_METRICS, 32),
+    "fc_rtt_record": (layout.RTT_RECORD, 72),
 }
 
 
@@ -58,6 +67,8 @@ def test_declared_constants_are_flow_h_enums():
     assert [slot for slot, _ in counters] == list(range(lib.FC_COUNTER_MAX))
     assert (layout.DIRECTION_INGRESS, layout.DIRECTION_EGRESS) == (lib.FC_DIRECTION_INGRESS, lib.FC_DIRECTION_EGRESS)
     assert (layout.FC_MAC_LEN, layout.FC_IP_LEN) == (lib.FC_MAC_LEN, lib.FC_IP_LEN)
+    assert layout.FC_DNS_NAME_LEN == lib.FC_DNS_NAME_LEN
+    assert (layout.DNS_SEEN_QUERY, layout.DNS_ANSWERED) == (lib.FC_DNS_SEEN_QUERY, lib.FC_DNS_ANSWERED)
     assert ffi.sizeof("struct fc_flow_key") == layout.KEY_SIZE
     assert ffi.offsetof("struct fc_flow_record", "metrics") == layout.METRICS_OFFSET
 
@@ -117,7 +128,8 @@ def test_kernel_object_btf_matches_the_native_layout():
     btf = btf_structs(BPF_OBJECT)
     # The map key and value types are in the object's BTF; fc_flow_record (the
     # ring-buffer record) is these two back to back, checked in the test above.
-    for struct in ("fc_flow_key", "fc_flow_metrics"):
+    for struct in ("fc_flow_key", "fc_flow_metrics", "fc_flow_tuple", "fc_drop_metrics", "fc_dns_query_key",
+                   "fc_dns_metrics", "fc_rtt_metrics"):
         ctype = ffi.typeof(f"struct {struct}")
         assert btf[struct]["size"] == ffi.sizeof(ctype), struct
         kernel_members = [(m["name"], m["bits_offset"] // 8) for m in btf[struct]["members"]]

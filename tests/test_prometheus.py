@@ -9,7 +9,7 @@ import prometheus_client
 
 from flowcollect.export.prometheus import health, server
 from flowcollect.export.prometheus.flow_counters import OVERFLOW, FlowMetrics
-from flowcollect.records.batch import FlowBatch
+from flowcollect.records.batch import Enrichment, FlowBatch
 from tests.flowrows import flow_row
 from tests.metrics_http import samples
 
@@ -142,3 +142,33 @@ def test_address_attributes_label_ip_flows_with_their_text():
     by_address = {dict(labels)["src_addr"]: v for (name, labels), v in got.items()
                   if name == "flowcollect_flow_bytes_total"}
     assert by_address == {"10.1.2.3": 10, "2001:db8::1": 20, "": 40}
+
+
+def test_drops_rtt_and_dns_latency_by_the_flow_attributes_under_the_same_cap():
+    # GIVEN flow metrics by destination port capped at 2 series, and flows with drops, RTT and DNS
+    registry = prometheus_client.CollectorRegistry()
+    flow_metrics = FlowMetrics(attributes=("dst_port",), max_series=2, registry=registry)
+    flows = batch(dict(TCP_EGRESS, dst_port=53, packets=4, drop_packets=3, drop_reason=12),
+                  dict(TCP_EGRESS, dst_port=53, packets=1, drop_packets=1, drop_reason=3, dns_flags=3,
+                       dns_latency_ns=400_000),
+                  dict(TCP_EGRESS, dst_port=80, packets=9, rtt_ns=30_000_000),
+                  dict(TCP_EGRESS, dst_port=99, packets=1, drop_packets=2, drop_reason=12, rtt_ns=3_000_000))
+    flows.enrichment = Enrichment(("drops", "rtt", "dns"), {3: "NO_SOCKET", 12: "NETFILTER_DROP"})
+    # WHEN they are counted
+    flow_metrics.write(flows)
+    # THEN drops by cause and port, the third port's in the overflow series as its flow counters are
+    got = samples(prometheus_client.generate_latest(registry).decode())
+    drops = {(dict(labels)["cause"], dict(labels)["dst_port"]): v for (name, labels), v in got.items()
+             if name == "flowcollect_drop_packets_total"}
+    assert drops == {("NETFILTER_DROP", "53"): 3, ("NO_SOCKET", "53"): 1, ("NETFILTER_DROP", OVERFLOW): 2}
+    # AND one RTT observation per connection, one DNS latency per answered exchange, in seconds
+
+    def value(name, **labels):
+        return got[(name, frozenset(labels.items()))]
+
+    assert value("flowcollect_flow_rtt_seconds_count", dst_port="80") == 1
+    assert value("flowcollect_flow_rtt_seconds_bucket", dst_port="80", le="0.025") == 0
+    assert value("flowcollect_flow_rtt_seconds_bucket", dst_port="80", le="0.05") == 1
+    assert value("flowcollect_flow_rtt_seconds_count", dst_port=OVERFLOW) == 1
+    assert value("flowcollect_dns_latency_seconds_count", dst_port="53") == 1
+    assert value("flowcollect_dns_latency_seconds_sum", dst_port="53") == 0.0004

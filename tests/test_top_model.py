@@ -254,3 +254,23 @@ def test_keys_in_cbreak_mode_on_a_terminal_restored_after(tmp_path):
 def test_no_keys_when_stdin_is_not_a_terminal(tmp_path):
     with open(tmp_path / "stdin", "w+") as not_a_tty, Keys(not_a_tty) as keys:
         assert keys.fd is None and keys.read() == ""
+
+
+def test_the_features_columns_when_the_stream_carries_them():
+    # GIVEN records of an agent with --features drops,rtt: dropped packets, and a connection's RTT twice
+    talkers = TopTalkers()
+    evictions(talkers, [0.0, 0.5], record(drop_packets=3, rtt_ns=None),
+              record(src_port=4001, protocol=6, drop_packets=0, rtt_ns=61_200_000),
+              record(src_port=4001, protocol=6, drop_packets=0, rtt_ns=1_500_000))
+    # THEN the view has their columns, after the others: drops summed, the largest RTT, no DNS latency
+    view = talkers.view(0.55)
+    assert view.features == ("drops", "rtt")
+    lines = rendered(view, 10)
+    assert lines[1].split()[-3:] == ["flows", "drops", "rtt"]
+    rows = {line.split()[3]: line.split() for line in lines[3:5]}
+    assert rows["10.0.0.1:4000"][-2:] == ["6", "-"]  # two evictions of 3 dropped packets
+    assert rows["10.0.0.1:4001"][-2:] == ["0", "61.2ms"]
+    # AND a stream without them shows none
+    plain = TopTalkers()
+    evictions(plain, [0.0], record())
+    assert plain.view(0.1).features == () and rendered(plain.view(0.1), 10)[1].split()[-1] == "flows"

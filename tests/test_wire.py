@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flowcollect.records import layout
-from flowcollect.records.batch import FlowBatch
+from flowcollect.records.batch import Enrichment, FlowBatch
 from flowcollect.transport import wire
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "wire.md")
@@ -30,6 +30,27 @@ def test_flows_round_trip_and_sequence_numbers():
         batch = wire.read_flows(header, body)
         assert batch.interface_names == {7: "eth7"} and batch.agent_ip == "192.0.2.1"
         assert batch.flows["src_port"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_features_and_the_names_of_the_drop_reasons_in_the_rows_travel_in_the_meta_frame():
+    batch = batch_of(3)
+    batch.flows["drop_packets"] = [0, 4, 2]
+    batch.flows["drop_reason"] = [3, 12, 12]  # the first was not dropped: its reason is not named
+    batch.enrichment = Enrichment(("drops",), {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP"})
+    frames = wire.flows_message(wire.Publisher(1), batch)
+    header, body = wire.unpack_header(frames[0]), frames[1:]
+    assert b'"drop_reasons":{"12":"NETFILTER_DROP"}' in bytes(body[0])
+    read = wire.read_flows(header, [bytes(f) for f in body])
+    assert read.enrichment == Enrichment(("drops",), {12: "NETFILTER_DROP"})
+    assert read.flows["drop_packets"].tolist() == [0, 4, 2]
+    assert wire.read_flows(header, [bytes(f) for f in wire.flows_message(wire.Publisher(1), batch_of(3))[1:]]
+                           ).enrichment == Enrichment()
+
+
+def test_a_version_2_message_is_refused_naming_both_versions():
+    old = wire.HEADER.pack(wire.MAGIC, 2, wire.FLOWS, 0, 1, 1, 1, 0, 0, 128, 0)
+    with pytest.raises(wire.WireError, match="wire version 2; this flowcollect reads version 3"):
+        wire.unpack_header(old)
 
 
 def test_topics_number_their_messages_separately():
@@ -70,7 +91,7 @@ def test_the_documented_row_layout_is_the_code_s():
     for offset, size, _, name in documented:
         field, field_offset = dtype.fields[name][:2]
         assert (field_offset, field.itemsize) == (offset, size), name
-    assert "row_size` bytes" in _doc_text() and dtype.itemsize == 128
+    assert "row_size` bytes" in _doc_text() and dtype.itemsize == 248
 
 
 def test_the_documented_header_is_the_code_s():

@@ -15,6 +15,7 @@ swap-and-drains, every batch forwarded (waiting for room), STOP to every
 worker, workers waited for, and the ledger (ledger.py) in the last log line;
 exit 0.
 """
+import dataclasses
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import new_informer
 from flowcollect.interfaces.namer import InterfaceNamer
 from flowcollect.kernel import owners
+from flowcollect.kernel.features import drop_reasons
 from flowcollect.kernel.flow_kernel import FlowKernel
 from flowcollect.pipeline import rows
 from flowcollect.pipeline.accounter import Accounter
@@ -52,7 +54,7 @@ from flowcollect.pipeline.map_tracer import MapTracer
 from flowcollect.pipeline.ringbuf_tracer import RingBufTracer
 from flowcollect.pipeline.sharding import split
 from flowcollect.pipeline.sources import DrainStats
-from flowcollect.records.batch import FlowBatch
+from flowcollect.records.batch import Enrichment, FlowBatch
 from flowcollect.records.layout import Rows
 from flowcollect.records.tally import Tally
 from flowcollect.settings.errors import FlowcollectError
@@ -84,6 +86,7 @@ class Collector:
         self.links: list[WorkerLink] = []
         self.proxy: PublishProxy | None = None
         self.final_counters: Mapping[str, int] = {}
+        self.enrichment = Enrichment(config.features)
         self._counters_read = 0.0
         self._summarized = time.monotonic()
         self._kernel_losses = LossLog(log, "lost in the kernel: the flow map and the ring buffer were both full "
@@ -114,9 +117,15 @@ class Collector:
                 closers.append(server.serve(config.metrics_address, config.output, self.tracing).shutdown)
                 log.info("serving Prometheus metrics on http://%s/metrics (and /healthz)", config.metrics_address)
             kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
-                                ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode)
+                                ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode,
+                                features=config.features)
             self.kernel = kernel
             closers.append(kernel.close)
+            if "rtt" in config.features:
+                log.info("rtt: the smoothed RTT of this namespace's TCP sockets, from %s on tcp_rcv_established",
+                         kernel.rtt_attach)
+            if "drops" in config.features:  # the names of this kernel's drop reasons, for every record
+                self.enrichment = Enrichment(config.features, drop_reasons())
             owners.claim(rundir.path, kernel.prog_ids())  # what `flowcollect cleanup` must leave alone
             log.info("attaching with %s", "TCX links: they go with this process, whatever ends it"
                      if kernel.attach_mode == "tcx" else "legacy clsact filters (if this agent is killed, "
@@ -178,7 +187,10 @@ class Collector:
         self.attacher = attacher
 
         map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
-                               capacity=config.cache_max_flows, on_eviction=self._evicted_from_map)
+                               capacity=config.cache_max_flows, on_eviction=self._evicted_from_map,
+                               drops=kernel if "drops" in config.features else None,
+                               dns=kernel if "dns" in config.features else None,
+                               rtt=kernel if "rtt" in config.features else None)
         ring_tracer = RingBufTracer(kernel, map_tracer, RINGBUF_LOG_TIMEOUT_S)
         accounter = Accounter(config.accounter_flows, config.cache_active_timeout, sampling=config.sampling,
                               on_eviction=lambda flows: health.flows_evicted("ring_buffer", flows))
@@ -218,6 +230,11 @@ class Collector:
         self._read_status()
         self.final_counters = kernel.counters()
         health.kernel_counters(self.final_counters)
+        unrecorded = kernel.feature_counters() if config.features else {}
+        for what, count in unrecorded.items():
+            if count:
+                log.warning("%s: %d not recorded: their flows did not fit the feature's map "
+                            "(a larger cache_max_flows makes room)", what, count)
         if proxy is not None:
             proxy.finish_and_join()  # its counts are final once it has forwarded what the workers sent
 
@@ -262,7 +279,8 @@ class Collector:
         export = ExportSpec(
             exporter_id=index + 1,
             outputs=tuple(o for o in config.output if o.kind not in ("zmq", "none")),
-            ipfix=IpfixOptions(config.ipfix_mtu, config.ipfix_template_refresh, config.ipfix_template_refresh_messages),
+            ipfix=IpfixOptions(config.ipfix_mtu, config.ipfix_template_refresh, config.ipfix_template_refresh_messages,
+                               config.features),
             publish_endpoint=rundir.publish_endpoint if publish else None,
             publish_hwm=SUBSCRIBER_HWM,
             jsonl_lock=rundir.file("jsonl.lock"),
@@ -338,7 +356,8 @@ class Collector:
         except (TimeoutError, Closed):
             return False
         batches = [first, *evicted.get_ready(max(0, wire.MAX_MESSAGE_FLOWS * len(self.links) - len(first)))]
-        batch = batches[0] if len(batches) == 1 else FlowBatch(rows.concatenate([b.flows for b in batches]))
+        flows = batches[0].flows if len(batches) == 1 else rows.concatenate([b.flows for b in batches])
+        batch = FlowBatch(flows, enrichment=self.enrichment)
         self.evicted.add(batch.flows)
         self._announce_names(batch.flows["if_index"])
         for index, part in split(batch, len(self.links)):
@@ -346,8 +365,8 @@ class Collector:
             if not link.down:
                 self._refresh_names(link)
             for start in range(0, len(part), wire.MAX_MESSAGE_FLOWS):
-                message = part if len(part) <= wire.MAX_MESSAGE_FLOWS else FlowBatch(
-                    part.flows[start:start + wire.MAX_MESSAGE_FLOWS])
+                message = part if len(part) <= wire.MAX_MESSAGE_FLOWS else dataclasses.replace(
+                    part, flows=part.flows[start:start + wire.MAX_MESSAGE_FLOWS])
                 self._send(link, message, waiting_until)
         return True
 

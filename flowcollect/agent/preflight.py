@@ -3,9 +3,10 @@
 Run by --check-config and at start, in the collector process: an output path
 that cannot be written, an IPFIX or NetFlow v9 collector that does not
 resolve, a zmq ipc endpoint another agent holds, a metrics port in use, an
-unreadable CURVE key all stop the agent with one line and exit 2, instead of
-surfacing later in a worker. What only looks like a mistake (an interface that is not there yet,
-an agent IP taken by fallback) is a warning, and the agent runs.
+unreadable CURVE key, a feature the kernel cannot do (--features) all stop
+the agent with one line and exit 2, instead of surfacing later in a worker.
+What only looks like a mistake (an interface that is not there yet, an agent
+IP taken by fallback) is a warning, and the agent runs.
 """
 import contextlib
 import os
@@ -69,6 +70,17 @@ def missing_interfaces(config: Settings) -> list[str]:
     return [entry for entry in allow if isinstance(entry, str) and entry not in present]
 
 
+def check_features(features: tuple[str, ...]) -> None:
+    """The kernel can do every feature asked for (its BTF says so); else one line naming what is missing."""
+    if not features:
+        return  # counting alone needs no probe, and --check-config then never loads the native extension
+    from flowcollect.kernel.features import missing
+
+    lacking = missing(features)
+    if lacking:
+        raise ConfigError(f"--features {','.join(features)}: this kernel cannot: {lacking}")
+
+
 def check(config: Settings, warnings: tuple[str, ...] = ()) -> Verdict:
     """Raise ConfigError for the first setting this host cannot honour; else the verdict to start with."""
     for output in config.output:
@@ -76,6 +88,7 @@ def check(config: Settings, warnings: tuple[str, ...] = ()) -> Verdict:
     if config.metrics_address:
         check_metrics_address(config.metrics_address)
     curve.read_secret_key(config.zmq_curve_secret_key_file)
+    check_features(config.features)
     traced = InterfaceFilter(config.interfaces, config.exclude_interfaces)
     agent_ip = choose_agent_ip(config.agent_ip, config.agent_ip_iface, config.agent_ip_type, traced=traced.allowed)
     found = list(warnings)

@@ -1,4 +1,5 @@
-"""IPFIX over UDP (RFC 7011) with standard information elements (RFC 7012 / IANA).
+"""IPFIX over UDP (RFC 7011) with standard information elements (RFC 7012 / IANA), and enterprise ones
+for the --features fields (export/template_export.py).
 
 IpfixEncoder turns a FlowBatch into IPFIX messages (pure: no socket, an
 injected clock); export/udp_sink.py sends them. Templates, records and
@@ -46,6 +47,7 @@ class IpfixOptions:
     mtu: int = DEFAULT_MTU
     template_refresh_seconds: float = DEFAULT_TEMPLATE_REFRESH_SECONDS
     template_refresh_messages: int = DEFAULT_TEMPLATE_REFRESH_MESSAGES
+    features: tuple[str, ...] = ()  # the agent's --features: IPFIX records carry their elements
 
 
 class IpfixEncoder(TemplateEncoder):
@@ -55,7 +57,8 @@ class IpfixEncoder(TemplateEncoder):
     protocol: ClassVar[str] = "IPFIX"
     header_size: ClassVar[int] = HEADER.size
     template_set_id: ClassVar[int] = TEMPLATE_SET_ID
-    templates: ClassVar[tuple[Template, ...]] = TEMPLATES
+    base_templates: ClassVar[tuple[Template, ...]] = TEMPLATES
+    enterprise_elements: ClassVar[bool] = True
 
     def _header(self, length: int, records: int, data_records: int, now: float) -> bytes:
         header = HEADER.pack(IPFIX_VERSION, length, int(now) & 0xFFFFFFFF, self.sequence, self.domain)

@@ -70,14 +70,16 @@ class NetflowV9Encoder(TemplateEncoder):
     protocol: ClassVar[str] = "NetFlow v9"
     header_size: ClassVar[int] = HEADER.size
     template_set_id: ClassVar[int] = TEMPLATE_FLOWSET_ID
-    templates: ClassVar[tuple[Template, ...]] = TEMPLATES
+    base_templates: ClassVar[tuple[Template, ...]] = TEMPLATES
     set_alignment: ClassVar[int] = 4
 
     def __init__(self, domain: int = 0, mtu: int = DEFAULT_MTU,
                  template_refresh_seconds: float = DEFAULT_TEMPLATE_REFRESH_SECONDS,
                  template_refresh_messages: int = DEFAULT_TEMPLATE_REFRESH_MESSAGES,
-                 clock: Callable[[], float] = time.time, boot_ms: int | None = None) -> None:
-        super().__init__(domain, mtu, template_refresh_seconds, template_refresh_messages, clock)
+                 clock: Callable[[], float] = time.time, boot_ms: int | None = None,
+                 features: tuple[str, ...] = ()) -> None:
+        # v9 has no enterprise elements: the features' fields are not in its records (template_export.py).
+        super().__init__(domain, mtu, template_refresh_seconds, template_refresh_messages, clock, features)
         self.boot_ms = host_boot_ms() if boot_ms is None else boot_ms
 
     def _header(self, length: int, records: int, data_records: int, now: float) -> bytes:

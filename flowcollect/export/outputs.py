@@ -84,7 +84,8 @@ def build_outputs(spec: ExportSpec, ctx: zmq.Context[zmq.Socket[bytes]]) -> Outp
             protocol = IpfixEncoder if output.kind == "ipfix" else NetflowV9Encoder
             encoder = protocol(spec.exporter_id, mtu=spec.ipfix.mtu,
                                template_refresh_seconds=spec.ipfix.template_refresh_seconds,
-                               template_refresh_messages=spec.ipfix.template_refresh_messages)
+                               template_refresh_messages=spec.ipfix.template_refresh_messages,
+                               features=spec.ipfix.features)
             sinks.append(UdpSink(output.target, encoder))
     if spec.publish_endpoint:
         from flowcollect.export.zmq_publish import ZmqPublisher

@@ -32,6 +32,13 @@ SYN_ACK/FIN_ACK/RST_ACK bits (0x100-0x400) are left out, as the standard
 gives those bit positions to other header flags. ipClassOfService is
 DSCP << 2 (the ECN bits are not kept).
 
+Features (--features). IANA has no elements for a flow's kernel drops, its
+RTT or its DNS exchange, so IPFIX carries them as enterprise-specific elements
+(RFC 7011 §3.2: the id with its top bit set, then a 4-byte Private
+Enterprise Number) of enterprise FLOWCOLLECT_PEN, appended to the four IP
+templates when the agent has the feature; the ids are in FEATURE_ELEMENTS.
+NetFlow v9 has no enterprise elements: its templates stay as they are.
+
 Messages. At most `mtu` bytes each, header included (default 1400, safe on
 any Ethernet path with IPv6 and tunnels), as many records of one template as
 fit. Templates are sent in a message of their own before the first data,
@@ -41,6 +48,7 @@ templates after a while, and a restarted one knows none. Each encoder is one
 exporting domain (IPFIX observation domain, v9 source id) with its own
 sequence: give every worker process its own.
 """
+import struct
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -59,6 +67,7 @@ DEFAULT_TEMPLATE_REFRESH_MESSAGES = 256
 SET_HEADER_SIZE = 4  # set (FlowSet) id, length
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 IPPROTO_ICMP, IPPROTO_ICMPV6 = 1, 58
+NOT_IP = 4  # the index of the template of frames that are not IP (template_kinds)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class Element:
     length: int
     value: str  # a FLOW_EXPORT column, or a derived value (see column())
     octets: bool = False  # an address: bytes in network order, not a number
+    enterprise: int = 0  # the Private Enterprise Number of an enterprise-specific element; 0: IANA's
 
 
 # The element table: ids of IANA's "IPFIX Information Elements" registry, which are v9's field types up to 127.
@@ -93,6 +103,25 @@ SRC_IPV6 = Element("sourceIPv6Address", 27, 16, "src_ip", octets=True)
 DST_IPV6 = Element("destinationIPv6Address", 28, 16, "dst_ip", octets=True)
 ICMP_V4 = Element("icmpTypeCodeIPv4", 32, 2, "icmp_type_code")  # v9: ICMP_TYPE, for ICMPv6 too
 
+# The Private Enterprise Number of flowcollect's own elements: 32473, which IANA reserves for
+# documentation and examples (RFC 5612). flowcollect has no number of its own: a deployment whose
+# collectors keep these fields apart from another vendor's should register one and put it here.
+FLOWCOLLECT_PEN = 32473
+FEATURE_ELEMENTS = {
+    "drops": (Element("dropPacketDeltaCount", 1, 8, "drop_packets", enterprise=FLOWCOLLECT_PEN),
+              Element("dropOctetDeltaCount", 2, 8, "drop_bytes", enterprise=FLOWCOLLECT_PEN),
+              Element("dropReason", 3, 4, "drop_reason", enterprise=FLOWCOLLECT_PEN),
+              Element("dropTcpState", 4, 1, "drop_tcp_state", enterprise=FLOWCOLLECT_PEN)),
+    "rtt": (Element("rttNanoseconds", 5, 8, "rtt_ns", enterprise=FLOWCOLLECT_PEN),
+            Element("handshakeRttNanoseconds", 6, 8, "handshake_rtt_ns", enterprise=FLOWCOLLECT_PEN)),
+    "dns": (Element("dnsId", 7, 2, "dns_id", enterprise=FLOWCOLLECT_PEN),
+            Element("dnsResponseCode", 8, 1, "dns_rcode", enterprise=FLOWCOLLECT_PEN),
+            Element("dnsFlags", 9, 1, "dns_flags", enterprise=FLOWCOLLECT_PEN),
+            Element("dnsLatencyNanoseconds", 10, 8, "dns_latency_ns", enterprise=FLOWCOLLECT_PEN),
+            Element("dnsUnanswered", 11, 4, "dns_unanswered", enterprise=FLOWCOLLECT_PEN),
+            Element("dnsQueryName", 12, 64, "dns_name", octets=True, enterprise=FLOWCOLLECT_PEN)),
+}
+
 
 @dataclass(frozen=True)
 class Template:
@@ -111,9 +140,14 @@ class Template:
         return np.dtype({"names": [e.name for e in self.elements], "formats": formats})
 
     def record(self) -> bytes:
-        """The template record: id, field count, then (element id, length) per field."""
-        header = np.array([self.id, len(self.elements)], dtype=">u2").tobytes()
-        return header + np.array([(e.id, e.length) for e in self.elements], dtype=">u2").tobytes()
+        """The template record: id, field count, then (element id, length) per field, an enterprise
+        element's id with its top bit set and followed by its enterprise number."""
+        fields = b"".join(struct.pack(">HHI", e.id | 0x8000, e.length, e.enterprise) if e.enterprise
+                          else struct.pack(">HH", e.id, e.length) for e in self.elements)
+        return struct.pack(">HH", self.id, len(self.elements)) + fields
+
+    def with_elements(self, extra: tuple[Element, ...]) -> "Template":
+        return Template(self.id, self.name, self.elements + extra)
 
 
 def flow_templates(times: tuple[Element, ...], sampling: Element, icmp_v6: Element) -> tuple[Template, ...]:
@@ -131,7 +165,7 @@ def template_kinds(flows: Rows) -> npt.NDArray[np.intp]:
     """The index in flow_templates() of each flow's template."""
     eth = flows["eth_protocol"]
     proto = flows["protocol"]
-    kind = np.full(len(flows), 4, dtype=np.intp)
+    kind = np.full(len(flows), NOT_IP, dtype=np.intp)
     v4, v6 = eth == ETH_P_IP, eth == ETH_P_IPV6
     kind[v4] = np.where(proto[v4] == IPPROTO_ICMP, 1, 0)
     kind[v6] = np.where(proto[v6] == IPPROTO_ICMPV6, 3, 2)
@@ -168,13 +202,18 @@ class TemplateEncoder(ABC):
     protocol: ClassVar[str]         # for messages: "IPFIX", "NetFlow v9"
     header_size: ClassVar[int]
     template_set_id: ClassVar[int]
-    templates: ClassVar[tuple[Template, ...]]
+    base_templates: ClassVar[tuple[Template, ...]]
     set_alignment: ClassVar[int] = 1  # sets padded to a multiple of this many bytes
+    enterprise_elements: ClassVar[bool] = False  # the protocol has them: the features' elements are added
 
     def __init__(self, domain: int = 0, mtu: int = DEFAULT_MTU,
                  template_refresh_seconds: float = DEFAULT_TEMPLATE_REFRESH_SECONDS,
                  template_refresh_messages: int = DEFAULT_TEMPLATE_REFRESH_MESSAGES,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, features: tuple[str, ...] = ()) -> None:
+        extra = tuple(e for f in FEATURE_ELEMENTS if f in features for e in FEATURE_ELEMENTS[f]) \
+            if self.enterprise_elements else ()
+        # The four IP templates get the features' elements; frames that are not IP have none of them.
+        self.templates = tuple(t.with_elements(extra) if i < NOT_IP else t for i, t in enumerate(self.base_templates))
         self.domain = domain  # the IPFIX observation domain, the v9 source id
         self.mtu = mtu
         self.sequence = 0  # mod 2**32; what it counts is the protocol's (_header)

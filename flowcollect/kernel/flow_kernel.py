@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from flowcollect.kernel.bindings import check, ffi, lib
+from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
 from flowcollect.records.batch import empty
-from flowcollect.records.layout import COUNTER_NAMES, FLOW_METRICS, FLOW_RECORD
+from flowcollect.records.layout import COUNTER_NAMES, DNS_RECORD, DROP_RECORD, FLOW_METRICS, FLOW_RECORD, RTT_RECORD
 
 DIRECTION_MASKS = {
     "ingress": lib.FC_TRACE_INGRESS,
@@ -61,7 +62,7 @@ class FlowKernel:
 
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
                  ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False,
-                 attach_mode: str = "auto", replay: bool = False) -> None:
+                 attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = ()) -> None:
         require_kernel_privileges()
         opts = ffi.new("struct fc_load_opts *", {
             "max_flows": max_flows,
@@ -72,6 +73,7 @@ class FlowKernel:
             "debug": int(debug),
             "attach_mode": ATTACH_MODES[attach_mode],
             "replay": int(replay),
+            "features": feature_mask(features),
         })
         out = ffi.new("struct fc_agent **")
         check(lib.fc_agent_open(opts, out))
@@ -79,10 +81,15 @@ class FlowKernel:
         self.max_flows = max_flows
         self.sampling = sampling
         self.direction = direction
+        self.features = features
         # Reused between calls: fresh pages are slow to touch on these hosts.
         self._drain_rows = empty(max_flows)
         self._ring_rows = empty(RINGBUF_BATCH)
         self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
+        self._feature_counters = ffi.new("__u64[]", lib.FC_FEATURE_COUNTER_MAX)
+        self._drop_rows = empty(max_flows if "drops" in features else 0, DROP_RECORD)
+        self._dns_rows = empty(max_flows if "dns" in features else 0, DNS_RECORD)
+        self._rtt_rows = empty(max_flows if "rtt" in features else 0, RTT_RECORD)
         self._stats = ffi.new("struct fc_drain_stats *")
         self._attachments = threading.Lock()
 
@@ -156,6 +163,38 @@ class FlowKernel:
         n = check(lib.fc_agent_swap_and_drain(self._agent, _rows(rows), len(rows), self._stats))
         s = self._stats
         return rows[:n], DrainStats(s.swap_ns, s.drain_ns, s.batches, bool(s.used_batch_ops))
+
+    def swap_and_drain_drops(self) -> np.ndarray:
+        """Swap the drop maps and drain the retired one (--features drops; else no rows): DROP_RECORD
+        rows, per-CPU values folded, in a buffer owned by this object and overwritten by the next call.
+        Call it right after swap_and_drain, so that both cover the same period."""
+        return self._drain_feature(self._drop_rows, "struct fc_drop_record *", lib.fc_agent_swap_and_drain_drops)
+
+    def swap_and_drain_dns(self) -> np.ndarray:
+        """The same for the DNS maps (--features dns): DNS_RECORD rows, one per query flow and period."""
+        return self._drain_feature(self._dns_rows, "struct fc_dns_record *", lib.fc_agent_swap_and_drain_dns)
+
+    def swap_and_drain_rtt(self) -> np.ndarray:
+        """The same for the RTT maps (--features rtt): RTT_RECORD rows, one per TCP connection tuple."""
+        return self._drain_feature(self._rtt_rows, "struct fc_rtt_record *", lib.fc_agent_swap_and_drain_rtt)
+
+    @property
+    def rtt_attach(self) -> str:
+        """How the RTT program is attached: "fentry", "kprobe" (where fentry cannot be), or "" (rtt off)."""
+        return str(ffi.string(lib.fc_agent_rtt_attach(self._agent)).decode())
+
+    def _drain_feature(self, out: np.ndarray, ctype: str, swap_and_drain: Any) -> np.ndarray:
+        if not len(out):
+            return out
+        n = check(swap_and_drain(self._agent, ffi.cast(ctype, ffi.from_buffer(out, require_writable=True)), len(out)))
+        return out[:n]
+
+    def feature_counters(self) -> dict[str, int]:
+        """What the features saw but could not record (enum fc_feature_counter), summed over CPUs."""
+        check(lib.fc_agent_read_feature_counters(self._agent, self._feature_counters, lib.FC_FEATURE_COUNTER_MAX))
+        return {"drops_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DROPS_UNRECORDED]),
+                "dns_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_DNS_UNRECORDED]),
+                "rtt_unrecorded": int(self._feature_counters[lib.FC_FEATURE_COUNTER_RTT_UNRECORDED])}
 
     def read_ringbuf(self, timeout_ms: int = 0, out: np.ndarray | None = None) -> np.ndarray:
         """Records waiting in the ring buffer (one packet each), up to len(out).

@@ -13,6 +13,7 @@ The seed walks records one by one through a map and an LRU list; here a whole
 batch is deduplicated with a few numpy passes (see flowtable), with the same
 results, record for record.
 """
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,11 +110,11 @@ class FirstComeCache:
             if not flows.flags.writeable:  # e.g. rows straight from a received message
                 flows = rows.copy(flows)
             flows["duplicate"][duplicate] = 1
-            return FlowBatch(flows=flows, interface_names=batch.interface_names, agent_ip=batch.agent_ip)
+            return dataclasses.replace(batch, flows=flows)
         kept = rows.take(flows, ~duplicate)
         if not len(kept):
             return None
-        return FlowBatch(flows=kept, interface_names=batch.interface_names, agent_ip=batch.agent_ip)
+        return dataclasses.replace(batch, flows=kept)
 
     def _duplicates(self, flows: Rows, now: int) -> npt.NDArray[np.bool_]:
         """Which rows come from an interface that does not own their key; updates the cache."""

@@ -7,7 +7,11 @@ then converts the monotonic first/last-seen times to wall-clock time with one
 an eviction runs is not lost, as it is in the seed: it runs another eviction
 right after. With the map's capacity given, it also swaps as soon as the
 active map nears full (fill_watch.py), so a flood of new flows is drained
-in time instead of spilling into the ring buffer. On stop, two last
+in time instead of spilling into the ring buffer. With a drop fetcher
+(--features drops), the drop maps are swapped and drained right after the
+flow maps and joined onto the flows (drop_join.py); so are the DNS maps with
+a DNS fetcher (--features dns, dns_join.py) and the RTT maps with an RTT
+fetcher (--features rtt, rtt_join.py). On stop, two last
 evictions run and the output is closed.
 """
 import logging
@@ -16,8 +20,11 @@ import time
 from collections.abc import Callable
 
 from flowcollect.pipeline.channel import Channel
+from flowcollect.pipeline.dns_join import join_dns
+from flowcollect.pipeline.drop_join import DropJoin
 from flowcollect.pipeline.fill_watch import FillWatch
-from flowcollect.pipeline.sources import DrainStats, MapFetcher
+from flowcollect.pipeline.rtt_join import join_rtt
+from flowcollect.pipeline.sources import DnsFetcher, DrainStats, DropFetcher, MapFetcher, RttFetcher
 from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
 from flowcollect.records.batch import FlowBatch
 
@@ -41,12 +48,19 @@ class MapTracer:
     of bpf_ktime_get_ns(). These two date the flows; the period runs on
     period_clock (monotonic seconds). capacity: flows one kernel map holds, to
     swap early when the active one nears full (None: only by time and flush).
+    drops, dns, rtt: the kernel's drop, DNS and RTT maps (--features), or None.
     """
 
     def __init__(self, fetcher: MapFetcher, eviction_timeout: float, *, sampling: int = 0, clock: Clock = time.time_ns,
                  mono_clock: Clock = time.monotonic_ns, period_clock: PeriodClock = time.monotonic,
-                 capacity: int | None = None, on_eviction: EvictionListener | None = None) -> None:
+                 capacity: int | None = None, on_eviction: EvictionListener | None = None,
+                 drops: DropFetcher | None = None, dns: DnsFetcher | None = None,
+                 rtt: RttFetcher | None = None) -> None:
         self._fetcher = fetcher
+        self._drops = drops
+        self._drop_join = DropJoin()
+        self._dns = dns
+        self._rtt = rtt
         self._eviction_timeout = eviction_timeout
         self._sampling = sampling
         self._clock = clock
@@ -64,18 +78,28 @@ class MapTracer:
         """Ask for an eviction now (e.g. the kernel map is full). Never blocks."""
         self._flush_requested.set()
 
-    def evict(self, reason: str = "timer") -> FlowBatch | None:
-        """Swap and drain the kernel map: a FlowBatch of FLOW_EXPORT rows, or None if it was empty."""
+    def evict(self, reason: str = "timer", last: bool = False) -> FlowBatch | None:
+        """Swap and drain the kernel map: a FlowBatch of FLOW_EXPORT rows, or None if it was empty.
+
+        last: the agent's last eviction, after which no drop row is kept for the next one."""
         if self._fill is not None:
             self._fill.swapping()
         timebase = Timebase.read(self._clock, self._mono_clock)
         drained, stats = self._fetcher.swap_and_drain()
+        dropped = self._drops.swap_and_drain_drops() if self._drops is not None else None
+        dns = self._dns.swap_and_drain_dns() if self._dns is not None else None
+        rtt = self._rtt.swap_and_drain_rtt() if self._rtt is not None else None
         log.debug("evicted %d flows from the kernel map (%s)", len(drained), stats)
         self._on_eviction(reason, len(drained), stats)
-        if not len(drained):
-            return None
         # evicted() copies: the drained rows are the fetcher's buffer, reused next time.
-        return FlowBatch(flows=evicted(drained, timebase, self._sampling))
+        flows = evicted(drained, timebase, self._sampling)
+        if dropped is not None:
+            flows = self._drop_join.join(flows, dropped, timebase, self._sampling, last=last)
+        if dns is not None:
+            flows = join_dns(flows, dns)
+        if rtt is not None:
+            flows = join_rtt(flows, rtt)
+        return FlowBatch(flows=flows) if len(flows) else None
 
     def trace_loop(self, stop_event: threading.Event) -> Callable[[Channel[FlowBatch]], None]:
         """The start function of the stage: call it with the output channel; returns after stop_event."""
@@ -101,14 +125,14 @@ class MapTracer:
                 # (the agent detached them before stopping us), the second drains what those
                 # wrote into the map the first swap put in. Nothing written before stop is left.
                 self._send(out_ch, "shutdown")
-                self._send(out_ch, "shutdown")
+                self._send(out_ch, "shutdown", last=True)
             finally:
                 self.finished.set()
                 out_ch.close()
 
         return trace
 
-    def _send(self, out_ch: Channel[FlowBatch], reason: str) -> None:
-        batch = self.evict(reason)
+    def _send(self, out_ch: Channel[FlowBatch], reason: str, last: bool = False) -> None:
+        batch = self.evict(reason, last)
         if batch is not None:
             out_ch.put(batch)

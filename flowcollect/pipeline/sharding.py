@@ -4,6 +4,8 @@ Every flow goes to the worker that owns the hash of its dedup key (the flow
 key without interface, MACs and direction), so a flow and its duplicates from
 other interfaces always meet in the same worker's deduper.
 """
+import dataclasses
+
 import numpy as np
 
 from flowcollect.pipeline import rows
@@ -31,5 +33,5 @@ def split(batch: FlowBatch, shards: int) -> list[tuple[int, FlowBatch]]:
     for index in range(shards):
         picked = order[bounds[index]:bounds[index + 1]]
         if len(picked):
-            parts.append((index, FlowBatch(rows.take(batch.flows, picked), batch.interface_names, batch.agent_ip)))
+            parts.append((index, dataclasses.replace(batch, flows=rows.take(batch.flows, picked))))
     return parts

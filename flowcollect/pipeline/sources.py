@@ -30,6 +30,30 @@ class MapFetcher(Protocol):
         ...
 
 
+class DropFetcher(Protocol):
+    """Swaps the kernel's drop maps (--features drops) and drains the retired one."""
+
+    def swap_and_drain_drops(self) -> Rows:
+        """DROP_RECORD rows, per-CPU values folded (a buffer reused by the next call)."""
+        ...
+
+
+class DnsFetcher(Protocol):
+    """Swaps the kernel's DNS maps (--features dns) and drains the retired one."""
+
+    def swap_and_drain_dns(self) -> Rows:
+        """DNS_RECORD rows, one per query flow (a buffer reused by the next call)."""
+        ...
+
+
+class RttFetcher(Protocol):
+    """Swaps the kernel's RTT maps (--features rtt) and drains the retired one."""
+
+    def swap_and_drain_rtt(self) -> Rows:
+        """RTT_RECORD rows, one per TCP connection tuple (a buffer reused by the next call)."""
+        ...
+
+
 class RingReader(Protocol):
     """Reads the one-packet records of the kernel's ring buffer."""
 

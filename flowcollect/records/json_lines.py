@@ -45,7 +45,14 @@ import numpy.typing as npt
 import orjson
 
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import DIRECTION_NAMES, FLOW_EXPORT
+from flowcollect.records.layout import (
+    DIRECTION_NAMES,
+    DNS_ANSWERED,
+    DNS_RCODE_NAMES,
+    FC_DNS_NAME_LEN,
+    FLOW_EXPORT,
+    TCP_STATE_NAMES,
+)
 
 FIELDS = (
     "time_flow_start_ms", "time_flow_end_ms", "time_flow_start", "time_flow_end",
@@ -53,8 +60,15 @@ FIELDS = (
     "src_addr", "dst_addr", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
     "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "agent_ip", "duplicate",
 )
+# Fields each --features adds after FIELDS, in this order, on every record of an agent with it on.
+FEATURE_FIELDS = {
+    "drops": ("drop_packets", "drop_bytes", "drop_cause", "drop_tcp_state"),
+    "rtt": ("rtt_ns", "handshake_rtt_ns"),
+    "dns": ("dns_id", "dns_name", "dns_rcode", "dns_latency_ns", "dns_unanswered"),
+}
 NUMBER_FIELDS = ("if_index", "eth_protocol", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
-                 "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling")
+                 "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "drop_packets", "drop_bytes",
+                 "dns_id", "dns_latency_ns", "dns_unanswered", "rtt_ns", "handshake_rtt_ns")
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 BLOCK_ROWS = 8192  # rows per block: measured best here (smaller: numpy call overhead; larger: cache misses)
 _U8 = np.uint8
@@ -480,6 +494,12 @@ def _key(name: str, first: bool = False) -> bytes:
 
 _KEYS = [_key(name, first=(i == 0)) for i, name in enumerate(FIELDS)]
 _END = b"}\n"
+_DROP_CAUSE_LONGEST = 64  # names of enum skb_drop_reason are shorter (struct fc_drop_reason.name)
+
+
+def fields_of(features: Sequence[str]) -> tuple[str, ...]:
+    """The keys of every record of a batch whose rows carry `features`, in line order."""
+    return FIELDS + tuple(name for feature in FEATURE_FIELDS if feature in features for name in FEATURE_FIELDS[feature])
 
 
 def _longest_value(field: str) -> int:
@@ -488,10 +508,47 @@ def _longest_value(field: str) -> int:
         return _digit_count(np.iinfo(FLOW_EXPORT[field]).max)
     return {"time_flow_start_ms": 14, "time_flow_end_ms": 14, "time_flow_start": 26, "time_flow_end": 26,
             "interface": 0, "direction": 9, "src_mac": 19, "dst_mac": 19,
-            "src_addr": 41, "dst_addr": 41, "agent_ip": 0, "duplicate": 5}[field]
+            "src_addr": 41, "dst_addr": 41, "agent_ip": 0, "duplicate": 5,
+            "drop_cause": _DROP_CAUSE_LONGEST, "drop_tcp_state": 16,
+            "dns_name": 2 + 6 * FC_DNS_NAME_LEN, "dns_rcode": 16}[field]  # a name's bytes may be \u00XX escapes
 
 
 _LONGEST_LINE = len(_END) + sum(len(key) + _longest_value(field) for key, field in zip(_KEYS, FIELDS, strict=True))
+
+
+@cache
+def _rcode_texts() -> _TextTable:
+    return _TextTable([orjson.dumps(DNS_RCODE_NAMES.get(r, f"RCODE{r}")) for r in range(256)] + [b"null"])
+
+
+def _nullable(part: Part, null: Array) -> Part:
+    """The part, with `null` on the rows of the mask `null`."""
+    if not null.any():
+        return part
+    width = max(part.width, 4)
+    null_rows = np.flatnonzero(null)
+
+    def fill(dest: Bytes) -> None:
+        inner = dest[:, width - part.width:]
+        if part.fill is not None:
+            part.fill(inner)
+        elif part.template is not None:
+            inner[:] = np.frombuffer(part.template, dtype=_U8)
+        dest[null_rows, width - 4:] = np.frombuffer(b"null", dtype=_U8)
+
+    return Part(width, np.where(null, 4, part.lengths), fill=fill)
+
+
+def _name_part(names: Array, null: Array) -> Part:
+    """dns_name: NUL-padded (n, FC_DNS_NAME_LEN) bytes as JSON strings, through orjson once per distinct name."""
+    distinct, inverse = np.unique(names.view(f"V{FC_DNS_NAME_LEN}")[:, 0], return_inverse=True)
+    texts = [orjson.dumps(bytes(name).rstrip(b"\0").decode("ascii", "backslashreplace")) for name in distinct]
+    return _TextTable([*texts, b"null"]).part(np.where(null, len(texts), inverse.reshape(-1)))
+
+
+@cache
+def _tcp_state_texts() -> _TextTable:
+    return _TextTable([b"null"] + [orjson.dumps(TCP_STATE_NAMES.get(s, str(s))) for s in range(1, 256)])
 
 
 class _BatchText:
@@ -503,7 +560,24 @@ class _BatchText:
         # if_index -> code: its position in the table (1-based)
         self.interface_code = {i: code for code, i in enumerate(known, start=1)}
         self.agent_ip = orjson.dumps(batch.agent_ip)
-        self.longest_line = _LONGEST_LINE + int(self.interfaces.lengths.max()) + len(self.agent_ip)
+        extra = fields_of(batch.enrichment.features)[len(FIELDS):]
+        self.extra_keys = [(_key(name), name) for name in extra]
+        self.longest_line = (_LONGEST_LINE + int(self.interfaces.lengths.max()) + len(self.agent_ip)
+                             + sum(len(key) + _longest_value(name) for key, name in self.extra_keys))
+        # drop_reason -> its position in the table of causes: 0 is null (not dropped).
+        reasons = batch.enrichment.drop_reasons
+        self.causes = _TextTable([b"null"] + [orjson.dumps(reasons[r][:_DROP_CAUSE_LONGEST - 2]) for r in reasons])
+        self.cause_code = {r: code for code, r in enumerate(reasons, start=1)}
+
+    def cause_part(self, flows: Array) -> Part:
+        """drop_cause: the kernel's name of the drop reason of dropped flows, null on the others."""
+        codes = np.zeros(len(flows), dtype=np.intp)
+        dropped = np.flatnonzero(flows["drop_packets"] > 0)
+        if len(dropped):
+            distinct, inverse = np.unique(flows["drop_reason"][dropped], return_inverse=True)
+            known = np.array([self.cause_code.get(int(r), 0) for r in distinct], dtype=np.intp)
+            codes[dropped] = known[inverse]
+        return self.causes.part(codes)
 
     def interface_part(self, if_index: Array) -> Part:
         top = int(if_index.max())
@@ -533,8 +607,22 @@ class _BatchText:
             "agent_ip": [Part.constant(self.agent_ip)],
             "duplicate": [_duplicate_texts().part(flows["duplicate"].astype(np.intp))],
         }
+        extra = {name for _, name in self.extra_keys}
+        if "drop_cause" in extra:
+            values["drop_cause"] = [self.cause_part(flows)]
+            values["drop_tcp_state"] = [_tcp_state_texts().part(flows["drop_tcp_state"].astype(np.intp))]
+        if "rtt_ns" in extra:  # null where the flow is not a connection the agent timed
+            for name in ("rtt_ns", "handshake_rtt_ns"):
+                values[name] = [_nullable(_number_part(flows[name]), flows[name] == 0)]
+        if "dns_id" in extra:
+            no_dns = flows["dns_flags"] == 0
+            unanswered = (flows["dns_flags"] & DNS_ANSWERED) == 0
+            values["dns_id"] = [_nullable(_number_part(flows["dns_id"]), no_dns)]
+            values["dns_name"] = [_name_part(flows["dns_name"], no_dns | (flows["dns_name"][:, 0] == 0))]
+            values["dns_rcode"] = [_rcode_texts().part(np.where(unanswered, 256, flows["dns_rcode"].astype(np.intp)))]
+            values["dns_latency_ns"] = [_nullable(_number_part(flows["dns_latency_ns"]), unanswered)]
         parts: list[Part] = []
-        for key, name in zip(_KEYS, FIELDS, strict=True):
+        for key, name in [*zip(_KEYS, FIELDS, strict=True), *self.extra_keys]:
             parts.append(Part.constant(key))
             parts += values[name] if name in values else [_number_part(flows[name])]
         parts.append(Part.constant(_END))

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 FC_MAC_LEN = 6
 FC_IP_LEN = 16
+FC_DNS_NAME_LEN = 64
 
 Member = tuple[str, str | tuple[str, tuple[int]]] | np.dtype
 
@@ -62,11 +63,42 @@ FLOW_METRICS = _struct(
 )
 # struct fc_flow_record: a ring-buffer record, and a row of a drained batch (104 bytes).
 FLOW_RECORD = _struct(FLOW_KEY, FLOW_METRICS)
-# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (128 bytes).
+# struct fc_flow_features: what --features adds to an evicted flow (24 bytes).
+FLOW_FEATURES = _struct(
+    ("drop_packets", "u8"), ("drop_bytes", "u8"), ("drop_reason", "u4"), ("drop_tcp_state", "u1"),
+    ("pad_features", ("u1", (3,))), ("dns_latency_ns", "u8"), ("dns_unanswered", "u4"), ("dns_id", "u2"),
+    ("dns_rcode", "u1"), ("dns_flags", "u1"), ("dns_name", ("u1", (FC_DNS_NAME_LEN,))), ("rtt_ns", "u8"),
+    ("handshake_rtt_ns", "u8"),
+)
+# struct fc_flow_export: an evicted flow with wall-clock times, as stages and the wire carry it (248 bytes).
 FLOW_EXPORT = _struct(
     FLOW_RECORD, ("time_flow_start_ns", "i8"), ("time_flow_end_ns", "i8"),
-    ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))),
+    ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))), FLOW_FEATURES,
 )
+
+# struct fc_flow_tuple, fc_drop_metrics, fc_drop_record: the drop map (bpf/drops.bpf.h) and its drained rows.
+FLOW_TUPLE = _struct(
+    ("src_ip", ("u1", (FC_IP_LEN,))), ("dst_ip", ("u1", (FC_IP_LEN,))), ("src_port", "u2"), ("dst_port", "u2"),
+    ("protocol", "u1"), ("pad_tuple", ("u1", (3,))),
+)
+DROP_METRICS = _struct(
+    ("packets", "u8"), ("bytes", "u8"), ("first_seen_ns", "u8"), ("last_seen_ns", "u8"),
+    ("reason", "u4"), ("if_index", "u4"), ("tcp_state", "u1"), ("pad_drop", ("u1", (7,))),
+)
+DROP_RECORD = _struct(FLOW_TUPLE, DROP_METRICS)
+# struct fc_dns_query_key, fc_dns_metrics, fc_dns_record: the DNS maps (bpf/dns.bpf.h) and their drained rows.
+DNS_QUERY_KEY = _struct(FLOW_TUPLE, ("id", "u2"), ("pad_query", ("u1", (2,))))
+DNS_METRICS = _struct(
+    ("latency_ns", "u8"), ("queries", "u4"), ("answers", "u4"), ("unanswered", "u4"), ("id", "u2"), ("rcode", "u1"),
+    ("flags", "u1"), ("name_len", "u1"), ("name", ("u1", (FC_DNS_NAME_LEN,))), ("pad_dns", ("u1", (7,))),
+)
+DNS_RECORD = _struct(FLOW_TUPLE, DNS_METRICS)
+# struct fc_rtt_metrics, fc_rtt_record: the RTT maps (bpf/rtt.bpf.h) and their drained rows.
+RTT_METRICS = _struct(("srtt_max_ns", "u8"), ("handshake_ns", "u8"), ("first_seen_ns", "u8"), ("last_seen_ns", "u8"))
+RTT_RECORD = _struct(FLOW_TUPLE, RTT_METRICS)
+# enum fc_dns_flag
+DNS_SEEN_QUERY = 1
+DNS_ANSWERED = 2
 
 KEY_SIZE = FLOW_KEY.itemsize
 METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
@@ -75,6 +107,16 @@ METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
 DIRECTION_INGRESS = 0
 DIRECTION_EGRESS = 1
 DIRECTION_NAMES = {DIRECTION_INGRESS: "ingress", DIRECTION_EGRESS: "egress"}
+
+# The kernel's TCP states (include/net/tcp_states.h, stable since they number /proc/net/tcp's `st`):
+# drop_tcp_state. 0 is no socket.
+TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+                   7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
+                   13: "BOUND_INACTIVE"}
+
+# DNS response codes (IANA "DNS RCODEs", the 4 bits of the header): dns_rcode. Others print as RCODE<n>.
+DNS_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+                   6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 
 # enum fc_counter, in slot order, as lower-case names.
 COUNTER_NAMES = ("packets_seen", "sampled_out", "parse_failed", "map_insert_failed", "ringbuf_submitted",

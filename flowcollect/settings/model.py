@@ -108,6 +108,11 @@ class Settings:
         "auto", ("auto", "tcx", "tc"),
         "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
         "or only legacy clsact filters (tc)")
+    features: tuple[str, ...] = _setting(
+        (), v.feature_list,
+        "opt-in enrichment, each with its own kernel programs: drops (packets the kernel dropped, and why), "
+        "rtt (TCP round-trip time), dns (DNS id, name, rcode, latency); comma-separated",
+        lambda names: _list_show(names) or "none", metavar="LIST")
     deduper: str = _choice("none", ("none", "firstCome"), "drop flows seen on several interfaces, or not")
     deduper_fc_expiry: float | None = _setting(
         None, v.optional(v.duration),

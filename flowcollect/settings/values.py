@@ -182,3 +182,19 @@ def flow_attributes(value: object) -> tuple[str, ...]:
     if not names or unknown or len(set(names)) != len(names):
         raise Rejected("a comma-separated list of distinct attributes from: " + ", ".join(FLOW_ATTRIBUTES))
     return names
+
+
+# Opt-in enrichment (docs/records.md): kernel programs and record fields beyond the counts.
+FEATURES = ("drops", "rtt", "dns")
+
+
+def feature_list(value: object) -> tuple[str, ...]:
+    """Distinct features, comma-separated (or a TOML list), in FEATURES order; "" or "none": none."""
+    text = ",".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [a for a in names if a not in FEATURES]
+    if unknown or len(set(names)) != len(names):
+        raise Rejected("none, or a comma-separated list of distinct features from: " + ", ".join(FEATURES))
+    return tuple(f for f in FEATURES if f in names)

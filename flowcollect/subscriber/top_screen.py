@@ -18,6 +18,9 @@ TITLE_LINES, HEADER_LINES, FOOTER_LINES = 1, 2, 2
 COLUMNS = (("iface", "left"), ("dir", "left"), ("proto", "left"), ("source", "left"),
            ("destination", "left"), ("bit/s", "right"), ("pkt/s", "right"), ("bytes", "right"),
            ("packets", "right"), ("flows", "right"))
+# After them, when the stream carries them (View.features): drops in the window, the largest RTT and
+# DNS latency. Shown last, so that a narrow terminal leaves them out first.
+FEATURE_HEADINGS = {"drops": ("drops", "right"), "rtt": ("rtt", "right"), "dns": ("dns", "right")}
 SHRINKING = frozenset(("proto", "source", "destination"))
 SHRUNK_MIN = 8
 ALWAYS_SHOWN = 6  # columns: the talker and its bit rate
@@ -46,12 +49,20 @@ def _rate(value: float | None) -> str:
     return "…" if value is None else si(value)
 
 
-def _cells(row: Row) -> list[Text]:
+def _duration(ns: int | None) -> str:
+    """0.110ms, 61.2ms, 1.20s; "-" when none of the talker's flows had one."""
+    if ns is None:
+        return "-"
+    return f"{si(ns / 1e9)}s" if ns >= 999_500_000 else f"{ns / 1e6:.3g}ms"
+
+
+def _cells(row: Row, features: tuple[str, ...] = ()) -> list[Text]:
     """The row's cells as Text: a str cell would be read as rich markup ([fd00::1]:443 a tag, :100: an emoji)."""
     t = row.talker
+    extra = {"drops": f"{row.drops:,}", "rtt": _duration(row.rtt_ns), "dns": _duration(row.dns_latency_ns)}
     return [Text(cell) for cell in (t.interface, t.direction, t.protocol, t.source, t.destination,
                                     _rate(row.bits_per_s), _rate(row.packets_per_s), f"{row.bytes:,}",
-                                    f"{row.packets:,}", f"{row.flows:,}")]
+                                    f"{row.packets:,}", f"{row.flows:,}", *(extra[f] for f in features))]
 
 
 def title(view: View, endpoint: str) -> Text:
@@ -76,17 +87,17 @@ def footer(sort: SortKey, status: str) -> list[Text]:
     return [keys, Text(status, no_wrap=True, overflow="ellipsis")]
 
 
-def _widths(rows: list[list[Text]], width: int) -> list[int]:
-    """The widths of the columns that fit a screen `width` wide, the first ones of COLUMNS.
+def _widths(rows: list[list[Text]], width: int, columns: tuple[tuple[str, str], ...] = COLUMNS) -> list[int]:
+    """The widths of the columns that fit a screen `width` wide, the first ones of `columns`.
 
     Each column as wide as its widest cell; while the table is too wide, the
     widest of the protocol and address columns one character narrower (down to
     SHRUNK_MIN); then, if it still is, the last columns left out. rich would
     shrink every column alike, numbers too, and a number cut short is a wrong number.
     """
-    natural = [max([len(name), *(len(cells[i]) for cells in rows)]) for i, (name, _) in enumerate(COLUMNS)]
+    natural = [max([len(name), *(len(cells[i]) for cells in rows)]) for i, (name, _) in enumerate(columns)]
     widths = natural[:]
-    shrinking = [i for i, (name, _) in enumerate(COLUMNS) if name in SHRINKING]
+    shrinking = [i for i, (name, _) in enumerate(columns) if name in SHRINKING]
     excess = sum(widths) + COLUMN_GAP * (len(widths) - 1) - width
     while excess > 0:
         widest = max(shrinking, key=lambda i: widths[i])
@@ -107,10 +118,11 @@ def _widths(rows: list[list[Text]], width: int) -> list[int]:
 
 def screen(view: View, endpoint: str, sort: SortKey, status: str, width: int, height: int) -> RenderableType:
     """The whole screen; `view` holds at least rows_that_fit(height) rows when there are that many."""
-    rows = [_cells(row) for row in view.rows[:rows_that_fit(height)]]
-    widths = _widths(rows, width)
+    rows = [_cells(row, view.features) for row in view.rows[:rows_that_fit(height)]]
+    columns = COLUMNS + tuple(FEATURE_HEADINGS[f] for f in view.features)
+    widths = _widths(rows, width, columns)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for (name, justify), column_width in zip(COLUMNS, widths, strict=False):
+    for (name, justify), column_width in zip(columns, widths, strict=False):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
                          width=column_width, style="bold" if name == sort else None)
     for cells in rows:

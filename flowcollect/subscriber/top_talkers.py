@@ -6,6 +6,9 @@ interfaces, or leaving one and entering another, are two talkers, never one
 counted twice. The window is the last `evictions_in_window(period)`
 evictions (at least MIN_WINDOW_S, at least MIN_EVICTIONS), so rates are a
 whole number of the agent's eviction periods: bytes x 8 / window seconds.
+When the records carry the agent's --features fields, each talker also has
+the packets the kernel dropped in the window, and the largest RTT and DNS
+latency of its flows in the window; the view says which of these it has.
 """
 import heapq
 import math
@@ -22,6 +25,8 @@ MIN_EVICTIONS = 2
 FLOW_KEY_FIELDS = ("src_mac", "dst_mac", "eth_protocol", "src_addr", "dst_addr", "src_port", "dst_port",
                    "vlan_id", "if_index", "protocol", "direction", "icmp_type", "icmp_code")
 """The fields of `struct fc_flow_key` (bpf/flow.h): records with the same values are one flow."""
+FEATURE_COLUMNS = (("drops", "drop_packets"), ("rtt", "rtt_ns"), ("dns", "dns_latency_ns"))
+"""The view's feature columns, and the record field whose presence means the stream carries them."""
 SortKey = Literal["bytes", "packets", "flows"]
 SORT_KEYS: tuple[SortKey, ...] = ("bytes", "packets", "flows")
 
@@ -42,16 +47,34 @@ def talker(record: Mapping[str, Any]) -> Talker:
                   naming.protocol_label(record), source, destination)
 
 
+def _larger(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 @dataclass
 class Tally:
     bytes: int = 0
     packets: int = 0
     flows: set[tuple[Any, ...]] = field(default_factory=set)
+    drops: int = 0
+    rtt_ns: int | None = None  # the largest of the flows', None when none had one
+    dns_latency_ns: int | None = None
 
     def add(self, other: "Tally") -> None:
         self.bytes += other.bytes
         self.packets += other.packets
         self.flows |= other.flows
+        self.drops += other.drops
+        self.rtt_ns = _larger(self.rtt_ns, other.rtt_ns)
+        self.dns_latency_ns = _larger(self.dns_latency_ns, other.dns_latency_ns)
+
+    def add_record(self, record: Mapping[str, Any]) -> None:
+        self.bytes += record["bytes"]
+        self.packets += record["packets"]
+        self.flows.add(tuple(record[f] for f in FLOW_KEY_FIELDS))
+        self.drops += record.get("drop_packets", 0)
+        self.rtt_ns = _larger(self.rtt_ns, record.get("rtt_ns"))
+        self.dns_latency_ns = _larger(self.dns_latency_ns, record.get("dns_latency_ns"))
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,9 @@ class Row:
     flows: int
     bits_per_s: float | None  # None until the eviction period is known
     packets_per_s: float | None
+    drops: int = 0
+    rtt_ns: int | None = None
+    dns_latency_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,7 @@ class View:
     period_s: float | None
     evictions: int  # in the window
     window_s: float | None
+    features: tuple[str, ...] = ()  # the FEATURE_COLUMNS the stream carries
 
 
 def evictions_in_window(period: float) -> int:
@@ -92,6 +119,7 @@ class TopTalkers:
         self._added = 0  # messages added: the sums below are those of (added, latest eviction, period)
         self._sums: tuple[tuple[int, float | None, float | None], dict[Talker, Tally], Tally] | None = None
         self._view: tuple[tuple[Any, ...], View] | None = None
+        self.features: tuple[str, ...] = ()
 
     def add(self, records: Iterable[Mapping[str, Any]], eviction: float) -> None:
         """The records of a message of the eviction at `eviction` (EvictionClock.arrived())."""
@@ -103,9 +131,9 @@ class TopTalkers:
             tally = tallies.get(key := talker(record))
             if tally is None:
                 tally = tallies[key] = Tally()
-            tally.bytes += record["bytes"]
-            tally.packets += record["packets"]
-            tally.flows.add(tuple(record[f] for f in FLOW_KEY_FIELDS))
+                if len(self.features) < len(FEATURE_COLUMNS):
+                    self.features = tuple(c for c, f in FEATURE_COLUMNS if c in self.features or f in record)
+            tally.add_record(record)
 
     def view(self, now: float, sort: SortKey = "bytes", limit: int | None = None) -> View:
         """The window at `now`: its first `limit` talkers in `sort` order, and its totals."""
@@ -116,7 +144,7 @@ class TopTalkers:
             evictions = evictions_in_window(period)
             window = evictions * period
         # Refreshed several times a second, the view changes only with a message or an eviction.
-        version = (self._added, latest, period, sort, limit)
+        version = (self._added, latest, period, sort, limit, self.features)
         if self._view is not None and self._view[0] == version:
             return self._view[1]
         tallies, total = self._summed(latest, period, window)
@@ -129,7 +157,7 @@ class TopTalkers:
         ranked = (heapq.nsmallest(limit, tallies.items(), key=order) if limit is not None
                   else sorted(tallies.items(), key=order))
         view = View([_row(key, tally, window) for key, tally in ranked], len(tallies),
-                    _row(_NOBODY, total, window), period, evictions, window)
+                    _row(_NOBODY, total, window), period, evictions, window, self.features)
         self._view = (version, view)
         return view
 
@@ -161,4 +189,5 @@ class TopTalkers:
 
 def _row(key: Talker, tally: Tally, window: float | None) -> Row:
     return Row(key, tally.bytes, tally.packets, len(tally.flows),
-               tally.bytes * 8 / window if window else None, tally.packets / window if window else None)
+               tally.bytes * 8 / window if window else None, tally.packets / window if window else None,
+               tally.drops, tally.rtt_ns, tally.dns_latency_ns)

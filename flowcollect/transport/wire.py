@@ -20,7 +20,9 @@ random per process start, so a restart is told apart from a gap; `sequence`
 counts the messages of one publisher instance on one topic from 1. `count`
 is the flows a FLOWS or FLOWS_JSON message carries and `packets` their
 packets, so that whoever drops a message can count what was lost without
-decoding it. Version 2 added `packets`; a version 1 message is refused.
+decoding it. Version 2 added `packets`; version 3 the feature fields of the
+rows (struct fc_flow_features: 248-byte rows) and `features`/`drop_reasons` in
+the meta frame; a message of another version is refused, naming both.
 """
 import os
 import struct
@@ -31,12 +33,12 @@ import numpy as np
 import orjson
 import zmq
 
-from flowcollect.records.batch import FlowBatch
+from flowcollect.records.batch import Enrichment, FlowBatch
 from flowcollect.records.layout import FLOW_EXPORT
 from flowcollect.records.tally import OutputTally, Tally
 
 MAGIC = b"FCW\0"
-VERSION = 2
+VERSION = 3
 HEADER = struct.Struct("<4sBBHIIQQIHH")
 assert HEADER.size == 40
 
@@ -123,8 +125,17 @@ class Publisher:
 # --- message builders and readers, one pair per kind ---
 
 def _meta(batch: FlowBatch) -> bytes:
-    return orjson.dumps({"agent_ip": batch.agent_ip,
-                         "interface_names": {str(k): v for k, v in batch.interface_names.items()}})
+    meta: dict[str, object] = {"agent_ip": batch.agent_ip,
+                               "interface_names": {str(k): v for k, v in batch.interface_names.items()}}
+    enrichment = batch.enrichment
+    if enrichment.features:
+        meta["features"] = list(enrichment.features)
+    if enrichment.drop_reasons:
+        # The names of the reasons in these rows only: the kernel's whole table is over a hundred.
+        dropped = batch.flows["drop_packets"] > 0
+        present = np.unique(batch.flows["drop_reason"][dropped]) if dropped.any() else ()
+        meta["drop_reasons"] = {str(int(r)): enrichment.drop_reasons.get(int(r), str(int(r))) for r in present}
+    return orjson.dumps(meta)
 
 
 def flows_message(publisher: Publisher, batch: FlowBatch, topic: bytes | None = None) -> list[Buffer]:
@@ -146,7 +157,9 @@ def read_flows(header: Header, body: Sequence[Buffer]) -> FlowBatch:
         raise WireError(f"{len(rows)} rows in a message that announces {header.count}")
     meta = orjson.loads(frame_bytes(meta_frame))
     names = {int(k): v for k, v in meta.get("interface_names", {}).items()}
-    return FlowBatch(rows.copy(), names, meta.get("agent_ip", ""))
+    enrichment = Enrichment(tuple(meta.get("features", ())),
+                            {int(k): v for k, v in meta.get("drop_reasons", {}).items()})
+    return FlowBatch(rows.copy(), names, meta.get("agent_ip", ""), enrichment)
 
 
 def json_message(publisher: Publisher, lines: Buffer, count: int, packets: int = 0) -> list[Buffer]:

@@ -14,13 +14,20 @@ series (every label "__overflow__") and are counted in
 flowcollect_flow_series_capped_flows_total. The cap holds per process: the
 agent can give each of its N workers cap / N.
 
+Features (--features, FlowBatch.enrichment): flowcollect_drop_packets_total
+by the same attributes and the kernel's drop cause, flowcollect_flow_rtt_seconds
+(a histogram of each connection's rtt_ns per period) and
+flowcollect_dns_latency_seconds (of each answered DNS exchange), by the same
+attributes. They share the flow counters' label sets and their cap: a flow
+in the overflow series is counted in their overflow series too.
+
 Processes. These are ordinary prometheus_client counters: in the agent they
 live in multiprocess mode (see health.py), so the collector's
 /metrics shows the sum over all workers. Duplicates marked by the deduper
 (just-mark mode) are not counted: they are the same traffic seen twice.
 """
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -28,12 +35,15 @@ import prometheus_client
 
 from flowcollect.export.prometheus import health
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import DIRECTION_NAMES, Rows
+from flowcollect.records.layout import DIRECTION_NAMES, DNS_ANSWERED, Rows
 from flowcollect.records.tally import OutputTally
 from flowcollect.settings.model import check
 from flowcollect.settings.values import FLOW_ATTRIBUTES
 
 DEFAULT_ATTRIBUTES = ("interface", "direction", "protocol")
+# Buckets in seconds: a LAN's tens of microseconds to a congested or intercontinental path's seconds.
+RTT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+DNS_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 DEFAULT_MAX_SERIES = 2000
 OVERFLOW = "__overflow__"
 
@@ -78,6 +88,15 @@ class FlowMetrics:
                                                self.attributes, registry=registry)
         self.packets = prometheus_client.Counter("flowcollect_flow_packets_total", "Packets of flows", self.attributes,
                                                  registry=registry)
+        self.drop_packets = prometheus_client.Counter(
+            "flowcollect_drop_packets_total", "Packets of flows the kernel dropped (--features drops), by its cause",
+            ("cause", *self.attributes), registry=registry)
+        self.rtt = prometheus_client.Histogram(
+            "flowcollect_flow_rtt_seconds", "Largest smoothed RTT of each TCP connection per eviction (--features rtt)",
+            self.attributes, buckets=RTT_BUCKETS, registry=registry)
+        self.dns_latency = prometheus_client.Histogram(
+            "flowcollect_dns_latency_seconds", "DNS query to response at the TC hook (--features dns)",
+            self.attributes, buckets=DNS_BUCKETS, registry=registry)
         self._series: set[tuple[str, ...]] = set()  # label sets counted in this process
         self.tally = OutputTally()  # every flow handed over is counted: in its series or in the overflow one
         self.capped_flows = 0
@@ -95,6 +114,7 @@ class FlowMetrics:
         nbytes = np.bincount(inverse, weights=flows["bytes"], minlength=len(groups))
         counts = np.bincount(inverse, minlength=len(groups))
         capped = 0
+        group_labels = []
         for group, group_packets, group_bytes, group_flows in zip(groups, packets.tolist(), nbytes.tolist(),
                                                                     counts.tolist(), strict=True):
             labels = self._labels(group, batch)
@@ -104,12 +124,39 @@ class FlowMetrics:
                     capped += group_flows
                 else:
                     self._series.add(labels)
+            group_labels.append(labels)
             self.bytes.labels(*labels).inc(group_bytes)
             self.packets.labels(*labels).inc(group_packets)
         if capped:
             self.capped_flows += capped
             health.flows_capped(capped)
+        features = batch.enrichment.features
+        if "drops" in features:
+            self._count_drops(flows, inverse, group_labels, batch.enrichment.drop_reasons)
+        if "rtt" in features:
+            self._observe(self.rtt, flows["rtt_ns"], flows["rtt_ns"] > 0, inverse, group_labels)
+        if "dns" in features:
+            answered = (flows["dns_flags"] & DNS_ANSWERED) != 0
+            self._observe(self.dns_latency, flows["dns_latency_ns"], answered, inverse, group_labels)
         return True
+
+    def _count_drops(self, flows: Rows, inverse: npt.NDArray[np.intp], group_labels: list[tuple[str, ...]],
+                     reasons: Mapping[int, str]) -> None:
+        dropped = np.flatnonzero(flows["drop_packets"] > 0)
+        if not len(dropped):
+            return
+        pairs = np.stack([inverse[dropped], flows["drop_reason"][dropped].astype(np.intp)], axis=1)
+        distinct, at = np.unique(pairs, axis=0, return_inverse=True)
+        packets = np.bincount(at.ravel(), weights=flows["drop_packets"][dropped], minlength=len(distinct))
+        for (group, reason), count in zip(distinct.tolist(), packets.tolist(), strict=True):
+            self.drop_packets.labels(reasons.get(reason, str(reason)), *group_labels[group]).inc(count)
+
+    @staticmethod
+    def _observe(histogram: prometheus_client.Histogram, ns: npt.NDArray[np.uint64], present: npt.NDArray[np.bool_],
+                 inverse: npt.NDArray[np.intp], group_labels: list[tuple[str, ...]]) -> None:
+        """One observation, in seconds, per flow that has the value: connections and exchanges, not packets."""
+        for group, value in zip(inverse[present].tolist(), (ns[present] / 1e9).tolist(), strict=True):
+            histogram.labels(*group_labels[group]).observe(value)
 
     def idle(self) -> None:
         """Nothing to keep alive between batches."""
