@@ -275,6 +275,8 @@ def measure(flow_counts, runs, workers=0):
             if flows == 100_000 and not workers:
                 results.append(Result(PART, f"{case}: the aim", rate,
                                       Figure("aim", "records/s", [AIM_RECORDS_S]), aim=">= 1"))
+            if flows != max(flow_counts):
+                continue  # where the CPU goes: at the largest size only
             by_step = steps(base, flows, runs, count, f"ipc://{lab.tmp}/steps")
             whole = {"collector": collector_fig, "worker": Figure("a worker's CPU", "CPU s/M records",
                                                                   [c / count for c in worker_cpu])}
