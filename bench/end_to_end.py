@@ -1,6 +1,7 @@
 """End to end: flow records/s from the kernel map to a ZeroMQ subscriber, and where the time goes.
 
-The real agent runs in a namespace of its own (collector + 2 workers,
+The real agent runs in a namespace of its own (collector + its default
+number of workers, settings/model.py: cpu_count - 1, unless --workers says,
 `--output zmq:ipc://...`, dedup off, eviction every EVICTION_S). Traffic on
 this 2-core machine cannot make hundreds of thousands of new flows per
 eviction without taking a core from the agent, so the bench writes the flows
@@ -16,11 +17,20 @@ would leave them). One cycle:
      have arrived: t1. Records/s = N / (t1 - t0).
 Where the time goes: CPU seconds of the collector and of the workers
 between t0 and t1 (each process's CPU-time clock), per million records.
+Where each CPU second goes, by step: the same functions the collector and a
+worker run (pipeline/, transport/wire.py, export/zmq_publish.py's message),
+called here in turn on the same N flows, each on this process's CPU clock:
+collector: drain (swap_and_drain: the kernel's batch syscalls, as timed by the
+bare C loop beside it, and the rest: the per-CPU fold into rows), time
+conversion, sharding, message building, send (PUSH over ipc); worker:
+receive, decode, dedup, decorate, encode, send (PUB over ipc). Beside each,
+the process's CPU in the real agent, so that its share shows and what the
+steps leave out (threads, polls, the publishing proxy's hop) is the rest.
 Baseline, same run: the ZeroMQ ipc transport alone, a PUB in this process
 sending the same number of 128-byte rows in messages of BATCH rows to a SUB.
 The first eviction of each size is a warm-up (first touch of the agent's
 buffers) and is not counted.
-Run: .venv/bin/python -m bench.end_to_end [--flows 10000,30000,100000] [--runs 5]
+Run: .venv/bin/python -m bench.end_to_end [--flows 10000,30000,100000] [--runs 5] [--workers N]
 """
 import argparse
 import threading
@@ -33,7 +43,14 @@ from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
 from bench.lab import AgentMaps, Lab, interrupt_on_sigterm, wait_until
 from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.pipeline.decorator import Decorator
+from flowcollect.pipeline.deduper import Deduper
+from flowcollect.pipeline.sharding import split
+from flowcollect.pipeline.timebase import Timebase, evicted
 from flowcollect.records import layout
+from flowcollect.records.batch import FlowBatch
+from flowcollect.settings.model import Settings
 from flowcollect.transport import wire
 
 PART = "end to end"
@@ -41,6 +58,8 @@ EVICTION_S = 1.5
 CYCLE_TIMEOUT_S = 30
 POLL_S = 0.001
 BATCH = 8192
+AIM_RECORDS_S = 1_000_000  # issue 14, at 100k flows per eviction with the default workers
+DRAIN_BATCH = 8192  # the agent's default (native/fc_native.c FC_DEFAULT_DRAIN_BATCH)
 
 
 class Counter(threading.Thread):
@@ -85,10 +104,11 @@ def wait_swap(maps, current):
     return now, time.perf_counter()
 
 
-def agent_run(lab, base, flows, cycles):
+def agent_run(lab, base, flows, cycles, workers):
     ns = lab.namespace("e2e")
     endpoint = f"ipc://{lab.tmp}/e2e-{flows}.sock"
-    agent = lab.agent(ns, "--workers", "2", "--output", f"zmq:{endpoint}", "--interfaces", "none-such",
+    worker_args = ["--workers", str(workers)] if workers else []
+    agent = lab.agent(ns, *worker_args, "--output", f"zmq:{endpoint}", "--interfaces", "none-such",
                       "--agent-ip", "192.0.2.1", "--cache-max-flows", str(flows),
                       "--cache-active-timeout", f"{EVICTION_S:g}s", name=f"e2e-{flows}")
     collector = agent.process.pid
@@ -129,6 +149,11 @@ def agent_run(lab, base, flows, cycles):
     return rates, collector_cpu, worker_cpu
 
 
+def default_workers():
+    """The agent's default worker count on this host (what `flowcollect` starts without --workers)."""
+    return Settings().worker_count
+
+
 def transport_alone(flows, runs, endpoint):
     """Records/s of a bare PUB -> SUB over ipc, the agent's row size, BATCH rows a message."""
     rows = np.zeros(BATCH, dtype=layout.FLOW_EXPORT)
@@ -161,21 +186,104 @@ def transport_alone(flows, runs, endpoint):
     return rates
 
 
-def measure(flow_counts, runs):
+def steps(base, flows, runs, workers, endpoint):
+    """CPU seconds per million records of each step, collector's and a worker's: {(process, step): [runs]}."""
+    ncpus = lib.fc_num_possible_cpus()
+    cost = {}
+
+    def clocked(process, step, fn):
+        c0 = time.process_time()
+        result = fn()
+        cost.setdefault((process, step), []).append((time.process_time() - c0) / flows * 1e6)
+        return result
+
+    ctx = zmq.Context()
+    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    for sock in (push, pull, pub, sub):
+        sock.setsockopt(zmq.LINGER, 0)
+    push.bind(endpoint + "-shard")
+    pull.connect(endpoint + "-shard")
+    pub.setsockopt(zmq.SNDHWM, 0)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    pub.bind(endpoint + "-pub")
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint + "-pub")
+    time.sleep(0.2)  # the subscription reaches the PUB
+    collector_pub, worker_pub = wire.Publisher(0), wire.Publisher(1)
+    dedup = Deduper().batch_filter()  # the agent's default deduper
+    decorate = Decorator("192.0.2.1", lambda if_index: f"if{if_index}")
+    def one_round(kernel, fd):
+        """Every step once, in the agent's order, on `flows` new flows in the map at `fd`."""
+        assert base.lib.fcb_fill(fd, flows, ncpus) == flows
+        assert clocked("collector", "drain: the kernel's batch syscalls (bare C loop)",
+                       lambda: base.lib.fcb_raw_drain(fd, DRAIN_BATCH, ncpus)) == flows
+        assert base.lib.fcb_fill(fd, flows, ncpus) == flows
+        timebase = Timebase.read(time.time_ns, time.monotonic_ns)
+        drained, _ = clocked("collector", "drain: swap_and_drain (syscalls + per-CPU fold)", kernel.swap_and_drain)
+        batch = FlowBatch(clocked("collector", "time conversion", lambda: evicted(drained, timebase, 0)))
+        parts = clocked("collector", "sharding", lambda: split(batch, workers))
+        messages = clocked("collector", "message building", lambda: [
+            wire.flows_message(collector_pub, FlowBatch(part.flows[start:start + wire.MAX_MESSAGE_FLOWS]))
+            for _, part in parts for start in range(0, len(part), wire.MAX_MESSAGE_FLOWS)])
+        clocked("collector", "send (PUSH, ipc)", lambda: [push.send_multipart(m, copy=False) for m in messages])
+        received = clocked("worker", "receive (PULL, ipc)", lambda: [pull.recv_multipart(copy=False) for _ in messages])
+        decoded = clocked("worker", "decode", lambda: [wire.read_flows(*wire.split(m)[1:], copy=False)
+                                                       for m in received])
+        kept = clocked("worker", "dedup", lambda: [k for k in map(dedup, decoded) if k is not None])
+        decorated = clocked("worker", "decorate", lambda: [decorate.process(k) for k in kept])
+        published = clocked("worker", "encode", lambda: [
+            wire.flows_message(worker_pub, d, topic=wire.TOPIC_BINARY) for d in decorated])
+        clocked("worker", "send (PUB, ipc)", lambda: [pub.send_multipart(m, copy=False) for m in published])
+        for _ in published:
+            sub.recv_multipart(copy=False)
+
+    try:
+        with FlowKernel(flows, drain_batch=DRAIN_BATCH) as kernel:
+            fds = [kernel.map_fd(lib.FC_MAP_FLOWS_A), kernel.map_fd(lib.FC_MAP_FLOWS_B)]
+            for run in range(runs + 1):
+                progress(f"end to end {flows:,} flows: steps, round {run}/{runs}" + (" (warm-up)" if not run else ""))
+                one_round(kernel, fds[run % 2])  # the kernel starts on map A; every swap flips it
+                if not run:  # the first round touches every buffer for the first time: not counted
+                    for runs_of_step in cost.values():
+                        runs_of_step.clear()
+    finally:
+        for sock in (push, pull, pub, sub):
+            sock.close()
+        ctx.term()
+    return cost
+
+
+def measure(flow_counts, runs, workers=0):
+    """workers: 0 = the agent's default (settings/model.py worker_count)."""
     base = load_baselines()
     results = []
     with Lab() as lab:
         for flows in flow_counts:
-            rates, collector_cpu, worker_cpu = agent_run(lab, base, flows, runs)
+            rates, collector_cpu, worker_cpu = agent_run(lab, base, flows, runs, workers)
             transport = transport_alone(flows, runs, f"ipc://{lab.tmp}/transport.sock")
-            case = f"{flows:,} new flows per eviction, 2 workers"
+            count = workers or default_workers()
+            case = f"{flows:,} new flows per eviction, {count} worker{'s' if count > 1 else ''}"
             transport_fig = Figure("ZeroMQ ipc PUB->SUB alone", "records/s", transport)
+            rate = Figure("kernel map -> subscriber", "records/s", rates)
+            collector_fig = Figure("collector CPU", "CPU s/M records", collector_cpu)
+            workers_fig = Figure("workers' CPU", "CPU s/M records", worker_cpu)
             results += [
-                Result(PART, case, Figure("kernel map -> subscriber", "records/s", rates), transport_fig),
-                Result(PART, f"{case}: where the time goes",
-                       Figure("collector CPU", "CPU s/M records", collector_cpu),
-                       Figure("workers' CPU", "CPU s/M records", worker_cpu), better="lower"),
+                Result(PART, case, rate, transport_fig),
+                Result(PART, f"{case}: where the time goes", collector_fig, workers_fig, better="lower"),
             ]
+            if flows == 100_000 and not workers:
+                results.append(Result(PART, f"{case}: the aim", rate,
+                                      Figure("aim", "records/s", [AIM_RECORDS_S]), aim=">= 1"))
+            if flows != max(flow_counts):
+                continue  # where the CPU goes: at the largest size only
+            by_step = steps(base, flows, runs, count, f"ipc://{lab.tmp}/steps")
+            whole = {"collector": collector_fig, "worker": Figure("a worker's CPU", "CPU s/M records",
+                                                                  [c / count for c in worker_cpu])}
+            results += [Result(PART, f"{case}: {process}'s CPU by step (in this process), share of its "
+                                     "CPU end to end", Figure(step, "CPU s/M records", cost), whole[process],
+                               better="lower")
+                        for (process, step), cost in by_step.items()]
     return results
 
 
@@ -183,9 +291,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", default="10000,30000,100000")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (default: the agent's own default)")
     args = parser.parse_args()
     interrupt_on_sigterm()
-    print(results_table(measure([int(f) for f in args.flows.split(",")], args.runs)))
+    print(results_table(measure([int(f) for f in args.flows.split(",")], args.runs, args.workers)))
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ class CountingClock:
 def test_an_eviction_converts_times_with_one_clock_pair_in_signed_arithmetic():
     # GIVEN a map holding a flow that ended after the monotonic "now" read by the eviction
     fetcher = FakeFetcher()
-    fetcher.put(flows({"src_port": 1, "packets": 3, "first_seen_ns": 123, "last_seen_ns": 1123},
-                      {"src_port": 2, "packets": 1, "first_seen_ns": 999, "last_seen_ns": 999}))
+    drained = flows({"src_port": 1, "packets": 3, "first_seen_ns": 123, "last_seen_ns": 1123, "tcp_flags": 0x12},
+                    {"src_port": 2, "packets": 1, "first_seen_ns": 999, "last_seen_ns": 999, "dscp": 46})
+    fetcher.put(drained.copy())
     wall, mono = CountingClock(T), CountingClock(1000)
     tracer = MapTracer(fetcher, HOUR, sampling=100, clock=wall, mono_clock=mono)
 
@@ -70,6 +71,10 @@ def test_an_eviction_converts_times_with_one_clock_pair_in_signed_arithmetic():
     assert (batch.flows["time_flow_end_ns"] - T).tolist() == [123, -1]
     assert batch.flows["sampling"].tolist() == [100, 100]
     assert batch.flows["packets"].tolist() == [3, 1]
+    # AND the record's bytes are carried as they are; the duplicate mark and the padding are zero
+    row_bytes = batch.flows.view(np.uint8).reshape(2, layout.FLOW_EXPORT.itemsize)
+    assert row_bytes[:, :layout.FLOW_RECORD.itemsize].tobytes() == drained.view(np.uint8).tobytes()
+    assert row_bytes[:, -8:].tolist() == [[100, 0, 0, 0, 0, 0, 0, 0]] * 2  # sampling (u32 LE), duplicate, padding
     # AND each clock was read once for the whole eviction
     assert (wall.reads, mono.reads) == (1, 1)
 

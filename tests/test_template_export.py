@@ -156,12 +156,12 @@ def test_udp_output_sends_every_message_and_counts_refused_sends(protocol):
     port = receiver.getsockname()[1]
     out = UdpSink(f"127.0.0.1:{port}", protocol.make())
     assert out.name == f"{protocol.name}:127.0.0.1:{port}"
-    rows = [flow(eth_protocol=0x0800, src_ip="127.0.0.1", dst_ip="127.0.0.2", dst_port=p, protocol=6)
+    rows = [flow(eth_protocol=0x0800, src_ip="127.0.0.1", dst_ip="127.0.0.2", dst_port=p, protocol=6, packets=p + 1)
             for p in range(40)]
     assert out.write(batch(*rows))
     datagrams = [receiver.recv(65535) for _ in range(out.messages)]
     assert sorted(number(f[11]) for _, f in protocol.records(datagrams)) == list(range(40))
-    assert (out.tally.exported.flows, out.errors) == (40, 0)
+    assert (out.tally.exported.flows, out.tally.exported.packets, out.errors) == (40, 820, 0)  # 1 + ... + 40
     # GIVEN the collector is gone: the kernel answers "port unreachable" to a connected socket
     receiver.close()
     written = 0
@@ -170,5 +170,7 @@ def test_udp_output_sends_every_message_and_counts_refused_sends(protocol):
         if not out.write(batch(*rows[:1])):
             break
     assert out.errors == 1 and out.tally.lost["send_failed"].flows == 1  # the flow of the datagram refused
+    assert out.tally.lost["send_failed"].packets == 1
     assert out.tally.exported.flows + out.tally.lost_total().flows == 40 + written
+    assert out.tally.exported.packets + out.tally.lost_total().packets == 820 + written
     out.close()

@@ -53,6 +53,21 @@ def test_a_version_2_message_is_refused_naming_both_versions():
         wire.unpack_header(old)
 
 
+def test_flows_are_read_as_a_writable_copy_or_as_the_frame_itself():
+    # GIVEN a FLOWS message as a receiving socket hands it over (one read-only buffer per frame)
+    _, header, body = wire.split(wire.flows_message(wire.Publisher(1), batch_of(3)))
+    rows_frame = bytearray(body[1])
+    body = [body[0], memoryview(rows_frame).toreadonly()]  # a zmq.Frame's buffer is read-only
+    # WHEN it is read with a copy (the default), THEN the rows are the sender's, writable, and not the frame
+    copied = wire.read_flows(header, body).flows
+    assert copied.flags.writeable and copied.dtype == layout.FLOW_EXPORT
+    assert copied.tobytes() == bytes(rows_frame) and copied["src_port"].tolist() == [0, 1, 2]
+    # WHEN it is read without one (a worker), THEN the rows are the frame's memory, read-only
+    viewed = wire.read_flows(header, body, copy=False).flows
+    assert not viewed.flags.writeable and np.shares_memory(viewed, np.frombuffer(rows_frame, dtype=np.uint8))
+    assert viewed["packets"].tolist() == [3, 3, 3]
+
+
 def test_topics_number_their_messages_separately():
     publisher = wire.Publisher(1)
     wire.flows_message(publisher, batch_of(1), topic=wire.TOPIC_BINARY)

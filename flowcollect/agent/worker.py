@@ -103,7 +103,7 @@ class Worker:
                 if header.kind == wire.INTERFACES:
                     self.names.update(wire.read_interfaces(body))
                 elif header.kind == wire.FLOWS:
-                    self._take(wire.read_flows(header, body))
+                    self._take(wire.read_flows(header, body, copy=False))
             self.limiter.tick()
             if time.monotonic() - self._last_status >= STATUS_PERIOD_S:
                 self.send_status()

@@ -58,6 +58,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from flowcollect.pipeline import rows
 from flowcollect.records.batch import FlowBatch
 from flowcollect.records.layout import Rows
 
@@ -284,9 +285,9 @@ class TemplateEncoder(ABC):
         if len(flows):
             kinds = template_kinds(flows)
             for kind, template in enumerate(self.templates):
-                rows = np.flatnonzero(kinds == kind)
-                if len(rows):
-                    self._data_messages(template, flows[rows], now, messages)
+                picked = np.flatnonzero(kinds == kind)
+                if len(picked):
+                    self._data_messages(template, rows.take(flows, picked), now, messages)
         return messages
 
     def data_records(self, template: Template, flows: Rows) -> bytes:
