@@ -54,8 +54,10 @@ def evicted(flows: Rows, timebase: Timebase, sampling: int) -> Rows:
     offset = np.int64(timebase.wall_ns) - np.int64(timebase.mono_ns)
     np.add(record[:, _FIRST_SEEN], offset, out=words[:, _START])
     np.add(record[:, _LAST_SEEN], offset, out=words[:, _END])
-    # The last word: sampling (u32), duplicate (0) and padding (0), little-endian as the struct is.
+    # The word after the times: sampling (u32), duplicate (0) and padding (0), little-endian as the struct is.
     words[:, _SAMPLING] = sampling
+    # The feature fields after it (struct fc_flow_features) start at zero: the joins fill them.
+    words[:, _SAMPLING + 1:] = 0
     return out
 
 
@@ -71,6 +73,6 @@ _EXPORT_WORDS = FLOW_EXPORT.itemsize // 8
 _FIRST_SEEN, _LAST_SEEN = _word(FLOW_RECORD, "first_seen_ns"), _word(FLOW_RECORD, "last_seen_ns")
 _START, _END, _SAMPLING = (_word(FLOW_EXPORT, name) for name in ("time_flow_start_ns", "time_flow_end_ns", "sampling"))
 # The word arithmetic above relies on the layout of bpf/flow.h: the record first, then the two times,
-# then sampling in the low half of the last word, with nothing after it.
+# then sampling in the low half of the next word, then the feature fields, in whole words.
 assert FLOW_RECORD.itemsize % 8 == 0 and _START == _RECORD_WORDS and _END == _START + 1
-assert _SAMPLING == _EXPORT_WORDS - 1 == _END + 1
+assert _SAMPLING == _END + 1 and FLOW_EXPORT.itemsize % 8 == 0
