@@ -162,7 +162,9 @@ def test_an_ipc_socket_this_user_may_not_use(root_socket_dir, folder_mode, words
 
 def test_no_agent_behind_a_tcp_endpoint(netns_factory):
     ns = netns_factory("sub")  # nothing listens in a namespace of our own
-    endpoint = "tcp://127.0.0.1:47310"
+    # Below the ephemeral range (32768-60999): a connect to a port inside it can pick that same port as
+    # its source and connect to itself (TCP simultaneous open), which ZeroMQ sees as a failed handshake.
+    endpoint = "tcp://127.0.0.1:24710"
     with waiting_sub("ip", "netns", "exec", ns.name, FLOWCOLLECT, "sub", "--endpoint", endpoint) as (process, started):
         message = first_stderr_line(process, started)
         assert "nothing accepts connections there: no agent publishes on it" in message
