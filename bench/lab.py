@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.common import cpu_seconds, descendants
 from bench.harness.agent import Agent
 from bench.harness.netns import NetNS, veth_pair
+from flowcollect.records.layout import FLOW_KEY
 
 STOP_TIMEOUT_S = 5
 
@@ -170,20 +171,27 @@ BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
 class AgentMaps:
     """A running agent's flow maps, reached by id from this process (bench/baselines.c fills them).
 
-    flows: the two per-CPU hash maps; active(): the id of the one the kernel
-    programs write now (the value in the one-slot array-of-maps).
+    flows: the two per-CPU hash maps keyed by struct fc_flow_key (the features' maps have keys of
+    their own); active(): the id of the one the kernel programs write now (the value in the
+    one-slot array-of-maps that points at one of them).
     """
 
     def __init__(self, base, pid):
         self.base = base
         maps = bpf_maps(pid)
-        self.ids = sorted(m["map_id"] for m in maps if m["map_type"] == BPF_MAP_TYPE_PERCPU_HASH)
-        slot = [m["map_id"] for m in maps if m["map_type"] == BPF_MAP_TYPE_ARRAY_OF_MAPS]
-        assert len(self.ids) == 2 and len(slot) == 1, maps
+        self.ids = sorted(m["map_id"] for m in maps if m["map_type"] == BPF_MAP_TYPE_PERCPU_HASH
+                          and m["key_size"] == FLOW_KEY.itemsize)
+        assert len(self.ids) == 2, maps
         self.fds = {i: self._fd(i) for i in self.ids}
-        self.slot_fd = self._fd(slot[0])
         self._key = base.ffi.new("__u32 *", 0)
         self._value = base.ffi.new("__u32 *")
+        slots = [self._fd(m["map_id"]) for m in maps if m["map_type"] == BPF_MAP_TYPE_ARRAY_OF_MAPS]
+        flow_slots = [fd for fd in slots if self._inner(fd) in self.ids]
+        for fd in slots:
+            if fd not in flow_slots:
+                os.close(fd)
+        assert len(flow_slots) == 1, maps
+        self.slot_fd = flow_slots[0]
 
     def _fd(self, map_id):
         fd = self.base.lib.bpf_map_get_fd_by_id(map_id)
@@ -191,11 +199,15 @@ class AgentMaps:
             raise OSError(-fd, f"map id {map_id}: {os.strerror(-fd)}")
         return fd
 
-    def active(self):
-        rc = self.base.lib.bpf_map_lookup_elem(self.slot_fd, self._key, self._value)
+    def _inner(self, slot_fd):
+        """The id of the map an array-of-maps' one slot holds."""
+        rc = self.base.lib.bpf_map_lookup_elem(slot_fd, self._key, self._value)
         if rc:
-            raise OSError(-rc, "lookup of the flow slot")
+            raise OSError(-rc, "lookup of a map-in-map slot")
         return self._value[0]
+
+    def active(self):
+        return self._inner(self.slot_fd)
 
     def fill(self, map_id, first, n, ncpus):
         """n distinct flows (first .. first+n-1), every CPU slot written, into one of the flow maps."""
