@@ -27,7 +27,7 @@ receive, decode, dedup, decorate, encode, send (PUB over ipc). Beside each,
 the process's CPU in the real agent, so that its share shows and what the
 steps leave out (threads, polls, the publishing proxy's hop) is the rest.
 Baseline, same run: the ZeroMQ ipc transport alone, a PUB in this process
-sending the same number of 128-byte rows in messages of BATCH rows to a SUB.
+sending the same number of FLOW_EXPORT rows (248 bytes) in messages of BATCH rows to a SUB.
 The first eviction of each size is a warm-up (first touch of the agent's
 buffers) and is not counted.
 Run: .venv/bin/python -m bench.end_to_end [--flows 10000,30000,100000] [--runs 5] [--workers N]

@@ -4,7 +4,7 @@ The same frames through the same program loaded with no feature and with one
 (bench/kernel_cost.py's runner: the kernel times the runs itself), in one run,
 each against the program with no feature measured alongside it:
   - dns: a DNS query to port 53 (the same id repeated: after the first packet,
-    the parse and a lookup of the pending query), and a UDP packet to another
+    the parse and an insert refused as already pending), and a UDP packet to another
     port (the port check only);
   - rtt: a TCP ACK (the handshake tracking's lookup of a pending handshake);
   - drops: its program is on the kfree_skb tracepoint, not at TC: the TC

@@ -37,7 +37,7 @@ SRC_IP_OFFSET = 14 + 12  # IPv4 source address in an untagged frame
 # The agent swaps its map once it is half full (flowcollect/pipeline/fill_watch.py): a run of
 # new flows ends at that fill, not beyond it, where hash buckets grow longer than the agent sees.
 NEW_FLOWS_FILL = 0.5
-RINGBUF_BYTES = 1 << 26  # room for a whole run of one-packet records (136 bytes each with the header)
+RINGBUF_BYTES = 1 << 26  # room for a whole run of one-packet records (112 bytes each with the header)
 SMALLEST_RINGBUF = 4096  # one page: fills after a few dozen records
 
 

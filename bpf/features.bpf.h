@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * What the opt-in features' headers (drops.bpf.h, dns.bpf.h) share: the
+ * What the opt-in features' headers (drops.bpf.h, dns.bpf.h, rtt.bpf.h) share: the
  * per-CPU counters of what a feature saw but could not record, read by
  * user space (fc_agent_read_feature_counters) and logged at stop.
  */

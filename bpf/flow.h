@@ -119,7 +119,7 @@ struct fc_flow_record {
  * joined on): the latest query's id, response code and latency, queries
  * still unanswered, enum fc_dns_flag, and the question's name as dotted text,
  * NUL-padded. RTT (struct fc_rtt_metrics joined on): the connection's largest
-smoothed RTT and its handshake RTT. 120 bytes.
+ * smoothed RTT and its handshake RTT. 120 bytes.
  */
 struct fc_flow_features {
 	__u64 drop_packets;
@@ -164,9 +164,9 @@ enum fc_feature_counter {
 };
 
 /*
- * Drops (bpf/drops.bpf.h): the key of the per-CPU drop map, a flow without
- * its interface, MACs or direction, which a packet freed deep in the stack
- * no longer has. Same address form and byte order as struct fc_flow_key. 40 bytes.
+ * The key of every feature map (drops, DNS, RTT and handshakes; bpf/drops.bpf.h and the others):
+ * a flow without its interface, MACs or direction, which a packet freed deep
+ * in the stack no longer has. Same address form and byte order as struct fc_flow_key. 40 bytes.
  */
 struct fc_flow_tuple {
 	__u8 src_ip[FC_IP_LEN];

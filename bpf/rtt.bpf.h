@@ -53,6 +53,9 @@ const volatile __u8 fc_rtt = 0;
 
 #define FC_HANDSHAKE_SYN 1
 #define FC_HANDSHAKE_SYN_ACK 2
+/* Timed; kept, not deleted, so that a second sighting of the same segments (a host that routes the
+ * connection sees each of them at two interfaces) does not start the measurement again. */
+#define FC_HANDSHAKE_DONE 3
 
 struct fc_handshake {
 	__u64 seen_ns; /* of the SYN, or of the SYN-ACK when the SYN was not seen */
@@ -139,7 +142,11 @@ __noinline int track_handshake(const struct fc_flow_key *key, const struct fc_pa
 	if (flags == FC_TCP_SYN) {
 		packet_tuple(key, &client, 0);
 		started.phase = FC_HANDSHAKE_SYN;
-		bpf_map_update_elem(&fc_handshakes, &client, &started, BPF_NOEXIST); /* a retransmitted SYN: the first */
+		pending = bpf_map_lookup_elem(&fc_handshakes, &client);
+		/* A retransmitted or second sighting of the SYN keeps the first; a SYN after a timed
+		 * handshake of the same tuple is a new connection. */
+		bpf_map_update_elem(&fc_handshakes, &client, &started,
+				    pending && pending->phase == FC_HANDSHAKE_DONE ? BPF_ANY : BPF_NOEXIST);
 		return 0;
 	}
 	if (flags == (FC_TCP_SYN | FC_TCP_ACK)) {
@@ -161,7 +168,7 @@ __noinline int track_handshake(const struct fc_flow_key *key, const struct fc_pa
 		return 0;
 	}
 	since = pending->seen_ns;
-	bpf_map_delete_elem(&fc_handshakes, &client);
+	pending->phase = FC_HANDSHAKE_DONE;
 	rtt = rtt_record(&client, now);
 	if (rtt)
 		rtt->handshake_ns = now - since;

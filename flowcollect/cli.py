@@ -109,9 +109,15 @@ def run_replay(args: argparse.Namespace) -> int:
     settings = resolved.settings
     if resolved.sources["output"] == "default":  # the agent's default adds a zmq endpoint, which needs an agent
         settings = dataclasses.replace(settings, output=(OutputSpec("jsonl", "-"),))
+    ignored = settings.features
+    # A capture has no drops, sockets or DNS timing of this host to add (docs/configuration.md).
+    settings = dataclasses.replace(settings, features=())
     check_outputs(settings)
     verdict = preflight.check(settings, resolved.warnings)
     logs.setup(settings.log_level)
+    if ignored:
+        logging.getLogger("flowcollect").warning("replay: --features %s is not applied to a capture",
+                                                 ",".join(ignored))
     for warning in verdict.warnings:
         if not warning.startswith("interfaces:"):  # a capture's interfaces are not this host's
             logging.getLogger("flowcollect").warning("%s", warning)

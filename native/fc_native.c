@@ -207,6 +207,12 @@ void fc_fold_percpu(const struct fc_flow_metrics *percpu, __u32 ncpus, struct fc
 	*out = acc;
 }
 
+/* The flow maps' fold, in the shape every swapped map's fold has. */
+static void fold_flow(const void *values, __u32 ncpus, void *out)
+{
+	fc_fold_percpu(values, ncpus, out);
+}
+
 struct fc_ringbuf_sink {
 	struct fc_flow_record *out;
 	__u64 capacity;
@@ -228,6 +234,11 @@ struct fc_attachment {
  * like the flow maps. Drained rows are the key then the value (folded over CPUs
  * when per-CPU), as struct fc_drop_record and fc_dns_record lay them out.
  */
+/*
+ * Two maps behind a one-slot array-of-maps: the programs write the one the slot points at, user
+ * space swaps in the other and drains the retired one with no writer left. The flow maps and the
+ * features' maps are all drained this way, by swap_and_drain().
+ */
 struct fc_swapped_map {
 	struct bpf_map *slot;
 	int fd[2];
@@ -235,6 +246,7 @@ struct fc_swapped_map {
 	size_t key_size, value_size;
 	__u32 values_per_key; /* ncpus for a per-CPU map, else 1 */
 	void (*fold)(const void *values, __u32 n, void *out);
+	/* Reused between drains, and touched at open: first-touch memory is slow. */
 	void *keys;           /* batch */
 	void *values;         /* batch x values_per_key */
 };
@@ -243,9 +255,13 @@ struct fc_swapped_map {
 struct fc_feature_state {
 	__u32 enabled; /* FC_FEATURE_* */
 	struct fc_swapped_map drops, dns, rtt;
-	const char *rtt_attach; /* "fentry", "kprobe", or "" */
+	const char *rtt_attach; /* "fentry", "tracepoint", "kprobe", or "" */
 };
 
+static int open_swapped_map(struct fc_agent *agent, struct fc_swapped_map *m, struct bpf_map *slot, struct bpf_map *a,
+			    struct bpf_map *b, size_t key_size, size_t value_size, bool percpu,
+			    void (*fold)(const void *, __u32, void *));
+static void close_swapped_map(struct fc_swapped_map *m);
 static int features_before_load(struct fc_agent *agent, const struct fc_load_opts *opts);
 static int features_after_load(struct fc_agent *agent);
 static void features_close(struct fc_agent *agent);
@@ -254,18 +270,14 @@ struct fc_agent {
 	struct flows_bpf *skel;
 	struct ring_buffer *ringbuf;
 	struct fc_ringbuf_sink sink;
-	int flow_fd[2];
-	int active; /* index into flow_fd of the map the kernel writes */
+	struct fc_swapped_map flows; /* fc_flows_a and fc_flows_b behind fc_flow_slot */
 	__u32 max_flows;
 	__u32 ncpus;
 	__u32 batch;
 	__u8 direction_mask;
 	bool batch_ops;
 	bool tcx; /* attach with TCX links, else legacy clsact filters */
-	/* Reused between drains: first-touch memory is slow. */
-	struct fc_flow_key *keys;
-	struct fc_flow_metrics *values; /* batch x ncpus */
-	__u64 *counter_values;          /* ncpus */
+	__u64 *counter_values; /* ncpus, reused between reads */
 	struct fc_attachment *attachments;
 	size_t n_attachments;
 	size_t cap_attachments;
@@ -359,7 +371,7 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 	agent->batch = opts->drain_batch ? opts->drain_batch : FC_DEFAULT_DRAIN_BATCH;
 	if (agent->batch > agent->max_flows)
 		agent->batch = agent->max_flows;
-	agent->flow_fd[0] = agent->flow_fd[1] = -1;
+	agent->flows.fd[0] = agent->flows.fd[1] = -1;
 
 	agent->skel = flows_bpf__open();
 	if (!agent->skel) {
@@ -388,10 +400,6 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 			snprintf(fc_error + used, sizeof(fc_error) - used, "\nlibbpf: %s", fc_libbpf_log);
 		goto fail;
 	}
-	agent->flow_fd[0] = bpf_map__fd(agent->skel->maps.fc_flows_a);
-	agent->flow_fd[1] = bpf_map__fd(agent->skel->maps.fc_flows_b);
-	agent->active = 0; /* the object's static slot initialiser points at fc_flows_a */
-
 	err = probe_batch_ops();
 	if (err < 0) {
 		fc_fail(err, "probing BPF batch map operations");
@@ -411,17 +419,15 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		agent->tcx = err == 1;
 	}
 
-	agent->keys = malloc((size_t)agent->batch * sizeof(*agent->keys));
-	agent->values = malloc((size_t)agent->batch * ncpus * sizeof(*agent->values));
+	if ((err = open_swapped_map(agent, &agent->flows, agent->skel->maps.fc_flow_slot, agent->skel->maps.fc_flows_a,
+				    agent->skel->maps.fc_flows_b, sizeof(struct fc_flow_key),
+				    sizeof(struct fc_flow_metrics), true, fold_flow)))
+		goto fail;
 	agent->counter_values = calloc(ncpus, sizeof(__u64));
-	if (!agent->keys || !agent->values || !agent->counter_values) {
-		err = fc_fail(-ENOMEM, "allocating drain buffers for %u flows", agent->batch);
+	if (!agent->counter_values) {
+		err = fc_fail(-ENOMEM, "allocating the counters' buffer");
 		goto fail;
 	}
-	/* Touched now, not by the first drain: a fresh mapping faults in page by page (~300 faults for
-	 * the default batch on 2 CPUs), which the first eviction would pay inside the kernel's copy. */
-	prefault(agent->keys, (size_t)agent->batch * sizeof(*agent->keys));
-	prefault(agent->values, (size_t)agent->batch * ncpus * sizeof(*agent->values));
 	agent->ringbuf = ring_buffer__new(bpf_map__fd(agent->skel->maps.fc_ringbuf), on_ringbuf_record,
 					  &agent->sink, NULL);
 	if (!agent->ringbuf) {
@@ -659,59 +665,84 @@ int fc_agent_detach(struct fc_agent *agent, int ifindex)
 	return 0;
 }
 
-/* Read and delete every entry of a map that no program writes any more. */
-static long drain_batched(struct fc_agent *agent, int fd, struct fc_flow_record *out, __u64 capacity,
+/*
+ * Read and delete every row of a retired map (no program writes it any more) into out, as rows of
+ * key + folded value (struct fc_flow_record for the flows). stats, when given, counts the batches.
+ */
+static long drain_retired(struct fc_agent *agent, struct fc_swapped_map *m, int fd, __u8 *out, __u64 capacity,
 			  struct fc_drain_stats *stats)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	size_t row = m->key_size + m->value_size, values = m->value_size * m->values_per_key;
 	__u64 in_batch = 0, out_batch = 0;
+	void *prev = NULL;
 	bool first = true;
-	long n = 0;
+	long n = 0, i;
+	int err;
 
-	for (;;) {
-		__u32 count = agent->batch, i;
-		int err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, agent->keys,
-							  agent->values, &count, &opts);
+	while (agent->batch_ops) {
+		__u32 count = agent->batch;
 
+		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, m->keys, m->values,
+						      &count, &opts);
 		if (err && err != -ENOENT)
-			return fc_fail(err, "draining the flow map in batches of %u", agent->batch);
-		stats->batches++;
+			return fc_fail(err, "draining a retired map in batches of %u", agent->batch);
+		if (stats)
+			stats->batches++;
 		if (n + count > capacity)
-			return fc_fail(-ENOBUFS, "drained more flows than the %llu rows given",
-				       (unsigned long long)capacity);
+			return fc_fail(-ENOBUFS, "drained more rows than the %llu given", (unsigned long long)capacity);
 		for (i = 0; i < count; i++, n++) {
-			out[n].key = agent->keys[i];
-			fc_fold_percpu(&agent->values[(size_t)i * agent->ncpus], agent->ncpus, &out[n].metrics);
+			memcpy(out + n * row, (__u8 *)m->keys + i * m->key_size, m->key_size);
+			m->fold((__u8 *)m->values + i * values, m->values_per_key, out + n * row + m->key_size);
 		}
 		if (err == -ENOENT)
 			return n;
 		in_batch = out_batch;
 		first = false;
 	}
+	/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
+	while (n < (long)capacity && !(err = bpf_map_get_next_key(fd, prev, out + n * row))) {
+		if ((err = bpf_map_lookup_elem(fd, out + n * row, m->values)))
+			return fc_fail(err, "reading a row of a retired map");
+		m->fold(m->values, m->values_per_key, out + n * row + m->key_size);
+		prev = out + n++ * row;
+	}
+	if (err && err != -ENOENT && n < (long)capacity)
+		return fc_fail(err, "walking a retired map");
+	for (i = 0; i < n; i++) {
+		err = bpf_map_delete_elem(fd, out + i * row);
+		if (err && err != -ENOENT)
+			return fc_fail(err, "clearing a retired map");
+	}
+	return n;
 }
 
-/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
-static long drain_per_key(struct fc_agent *agent, int fd, struct fc_flow_record *out, __u64 capacity)
+/* Point the slot at the idle map and drain the retired one; stats (flows only) gets the times. */
+static long swap_and_drain(struct fc_agent *agent, struct fc_swapped_map *m, void *out, __u64 capacity,
+			   struct fc_drain_stats *stats)
 {
-	struct fc_flow_key *prev = NULL;
-	long n = 0, i;
+	int retired = m->active, next = !m->active;
+	__u32 slot = 0;
+	__u64 t0 = now_ns(), t1;
+	long n;
 	int err;
 
-	while (!(err = bpf_map_get_next_key(fd, prev, &out[n].key))) {
-		err = bpf_map_lookup_elem(fd, &out[n].key, agent->values);
-		if (err)
-			return fc_fail(err, "reading a flow of the retired map");
-		fc_fold_percpu(agent->values, agent->ncpus, &out[n].metrics);
-		prev = &out[n].key;
-		if ((__u64)++n >= capacity)
-			break;
-	}
-	if (err && err != -ENOENT)
-		return fc_fail(err, "walking the retired flow map");
-	for (i = 0; i < n; i++) {
-		err = bpf_map_delete_elem(fd, &out[i].key);
-		if (err && err != -ENOENT)
-			return fc_fail(err, "clearing the retired flow map");
+	if (stats)
+		memset(stats, 0, sizeof(*stats));
+	if (capacity < agent->max_flows)
+		return fc_fail(-EINVAL, "a drain needs room for %u rows, got %llu", agent->max_flows,
+			       (unsigned long long)capacity);
+	/* The kernel waits for running programs before it returns: the retired map has no writer. */
+	err = bpf_map_update_elem(bpf_map__fd(m->slot), &slot, &m->fd[next], BPF_ANY);
+	if (err)
+		return fc_fail(err, "swapping a map (%s)", bpf_map__name(m->slot));
+	m->active = next;
+	t1 = now_ns();
+	n = drain_retired(agent, m, m->fd[retired], out, capacity, stats);
+	if (stats) {
+		stats->swap_ns = t1 - t0;
+		stats->used_batch_ops = agent->batch_ops;
+		stats->drain_ns = now_ns() - t1;
 	}
 	return n;
 }
@@ -719,32 +750,7 @@ static long drain_per_key(struct fc_agent *agent, int fd, struct fc_flow_record 
 long fc_agent_swap_and_drain(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
 			     struct fc_drain_stats *stats)
 {
-	int retired = agent->active, next = !agent->active;
-	__u32 slot = 0;
-	__u64 t0, t1;
-	long n;
-	int err;
-
-	memset(stats, 0, sizeof(*stats));
-	if (capacity < agent->max_flows)
-		return fc_fail(-EINVAL, "a drain needs room for %u flows, got %llu", agent->max_flows,
-			       (unsigned long long)capacity);
-	t0 = now_ns();
-	/* The kernel waits for running programs before it returns: the retired map has no writer. */
-	err = bpf_map_update_elem(bpf_map__fd(agent->skel->maps.fc_flow_slot), &slot, &agent->flow_fd[next],
-				  BPF_ANY);
-	if (err)
-		return fc_fail(err, "swapping the flow map");
-	agent->active = next;
-	t1 = now_ns();
-	stats->swap_ns = t1 - t0;
-	stats->used_batch_ops = agent->batch_ops;
-	if (agent->batch_ops)
-		n = drain_batched(agent, agent->flow_fd[retired], out, capacity, stats);
-	else
-		n = drain_per_key(agent, agent->flow_fd[retired], out, capacity);
-	stats->drain_ns = now_ns() - t1;
-	return n;
+	return swap_and_drain(agent, &agent->flows, out, capacity, stats);
 }
 
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
@@ -913,9 +919,9 @@ int fc_agent_map_fd(struct fc_agent *agent, int which)
 {
 	switch (which) {
 	case FC_MAP_FLOWS_A:
-		return agent->flow_fd[0];
+		return agent->flows.fd[0];
 	case FC_MAP_FLOWS_B:
-		return agent->flow_fd[1];
+		return agent->flows.fd[1];
 	case FC_MAP_FLOW_SLOT:
 		return bpf_map__fd(agent->skel->maps.fc_flow_slot);
 	case FC_MAP_RINGBUF:
@@ -946,8 +952,7 @@ void fc_agent_close(struct fc_agent *agent)
 	ring_buffer__free(agent->ringbuf);
 	flows_bpf__destroy(agent->skel);
 	free(agent->attachments);
-	free(agent->keys);
-	free(agent->values);
+	close_swapped_map(&agent->flows);
 	free(agent->counter_values);
 	free(agent);
 }
@@ -1110,21 +1115,36 @@ static int features_before_load(struct fc_agent *agent, const struct fc_load_opt
 }
 
 static int open_swapped_map(struct fc_agent *agent, struct fc_swapped_map *m, struct bpf_map *slot, struct bpf_map *a,
-			    struct bpf_map *b, size_t value_size, bool percpu, void (*fold)(const void *, __u32, void *))
+			    struct bpf_map *b, size_t key_size, size_t value_size, bool percpu,
+			    void (*fold)(const void *, __u32, void *))
 {
+	size_t keys = (size_t)agent->batch * key_size, values;
+
 	m->slot = slot;
 	m->fd[0] = bpf_map__fd(a);
 	m->fd[1] = bpf_map__fd(b);
 	m->active = 0; /* the static slot initialiser points at the first map */
-	m->key_size = sizeof(struct fc_flow_tuple);
+	m->key_size = key_size;
 	m->value_size = value_size;
 	m->values_per_key = percpu ? agent->ncpus : 1;
 	m->fold = fold;
-	m->keys = calloc(agent->batch, m->key_size);
-	m->values = calloc((size_t)agent->batch * m->values_per_key, value_size);
+	values = (size_t)agent->batch * m->values_per_key * value_size;
+	m->keys = malloc(keys);
+	m->values = malloc(values);
 	if (!m->keys || !m->values)
-		return fc_fail(-ENOMEM, "allocating drain buffers for %u feature rows", agent->batch);
+		return fc_fail(-ENOMEM, "allocating drain buffers for %u rows", agent->batch);
+	/* Touched now, not by the first drain: a fresh mapping faults in page by page (~300 faults for
+	 * the flows' default batch on 2 CPUs), which the first eviction would pay inside the kernel's copy. */
+	prefault(m->keys, keys);
+	prefault(m->values, values);
 	return 0;
+}
+
+static void close_swapped_map(struct fc_swapped_map *m)
+{
+	free(m->keys);
+	free(m->values);
+	m->keys = m->values = NULL;
 }
 
 static int features_after_load(struct fc_agent *agent)
@@ -1135,11 +1155,12 @@ static int features_after_load(struct fc_agent *agent)
 
 	if (f->enabled & FC_FEATURE_DNS &&
 	    (err = open_swapped_map(agent, &f->dns, skel->maps.fc_dns_slot, skel->maps.fc_dns_a, skel->maps.fc_dns_b,
-				    sizeof(struct fc_dns_metrics), false, copy_dns)))
+				    sizeof(struct fc_flow_tuple), sizeof(struct fc_dns_metrics), false, copy_dns)))
 		return err;
 	if (f->enabled & FC_FEATURE_RTT) {
 		if ((err = open_swapped_map(agent, &f->rtt, skel->maps.fc_rtt_slot, skel->maps.fc_rtt_a,
-					    skel->maps.fc_rtt_b, sizeof(struct fc_rtt_metrics), true, fold_rtt_percpu)))
+					    skel->maps.fc_rtt_b, sizeof(struct fc_flow_tuple), sizeof(struct fc_rtt_metrics),
+					    true, fold_rtt_percpu)))
 			return err;
 		if (!strcmp(f->rtt_attach, "fentry"))
 			skel->links.fc_rtt_fentry = bpf_program__attach(skel->progs.fc_rtt_fentry);
@@ -1154,7 +1175,8 @@ static int features_after_load(struct fc_agent *agent)
 	if (!(f->enabled & FC_FEATURE_DROPS))
 		return 0;
 	if ((err = open_swapped_map(agent, &f->drops, skel->maps.fc_drop_slot, skel->maps.fc_drops_a,
-				    skel->maps.fc_drops_b, sizeof(struct fc_drop_metrics), true, fold_drop_percpu)))
+				    skel->maps.fc_drops_b, sizeof(struct fc_flow_tuple), sizeof(struct fc_drop_metrics),
+				    true, fold_drop_percpu)))
 		return err;
 	/* The skeleton owns the link: flows_bpf__destroy() detaches it. */
 	skel->links.fc_kfree_skb = bpf_program__attach(skel->progs.fc_kfree_skb);
@@ -1168,92 +1190,37 @@ static void features_close(struct fc_agent *agent)
 	struct fc_swapped_map *maps[] = { &agent->features.drops, &agent->features.dns, &agent->features.rtt };
 	size_t i;
 
-	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
-		free(maps[i]->keys);
-		free(maps[i]->values);
-		maps[i]->keys = maps[i]->values = NULL;
-	}
-}
-
-/* Read and delete every row of a feature map no program writes any more into out (rows of key + value). */
-static long drain_swapped(struct fc_agent *agent, struct fc_swapped_map *m, int fd, __u8 *out, __u64 capacity)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, opts);
-	size_t row = m->key_size + m->value_size, values = m->value_size * m->values_per_key;
-	__u64 in_batch = 0, out_batch = 0;
-	void *prev = NULL;
-	bool first = true;
-	long n = 0, i;
-	int err;
-
-	while (agent->batch_ops) {
-		__u32 count = agent->batch;
-
-		err = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &in_batch, &out_batch, m->keys, m->values,
-						      &count, &opts);
-		if (err && err != -ENOENT)
-			return fc_fail(err, "draining a feature map in batches of %u", agent->batch);
-		if (n + count > capacity)
-			return fc_fail(-ENOBUFS, "drained more feature rows than the %llu given", (unsigned long long)capacity);
-		for (i = 0; i < count; i++, n++) {
-			memcpy(out + n * row, (__u8 *)m->keys + i * m->key_size, m->key_size);
-			m->fold((__u8 *)m->values + i * values, m->values_per_key, out + n * row + m->key_size);
-		}
-		if (err == -ENOENT)
-			return n;
-		in_batch = out_batch;
-		first = false;
-	}
-	/* Kernels without batch operations: walk the keys, then delete them (no writer can race). */
-	while (n < (long)capacity && !(err = bpf_map_get_next_key(fd, prev, out + n * row))) {
-		if ((err = bpf_map_lookup_elem(fd, out + n * row, m->values)))
-			return fc_fail(err, "reading a row of a retired feature map");
-		m->fold(m->values, m->values_per_key, out + n * row + m->key_size);
-		prev = out + n++ * row;
-	}
-	for (i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, out + i * row);
-	return n;
-}
-
-/* As for the flow maps: the slot update returns once no program writes the retired map. */
-static long swap_and_drain_feature(struct fc_agent *agent, struct fc_swapped_map *m, void *out, __u64 capacity)
-{
-	int retired = m->active, next = !m->active;
-	__u32 slot = 0;
-	int err;
-
-	if (capacity < agent->max_flows)
-		return fc_fail(-EINVAL, "a feature drain needs room for %u rows, got %llu", agent->max_flows,
-			       (unsigned long long)capacity);
-	err = bpf_map_update_elem(bpf_map__fd(m->slot), &slot, &m->fd[next], BPF_ANY);
-	if (err)
-		return fc_fail(err, "swapping a feature map");
-	m->active = next;
-	return drain_swapped(agent, m, m->fd[retired], out, capacity);
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
+		close_swapped_map(maps[i]);
 }
 
 long fc_agent_swap_and_drain_drops(struct fc_agent *agent, struct fc_drop_record *out, __u64 capacity)
 {
 	if (!(agent->features.enabled & FC_FEATURE_DROPS))
 		return 0;
-	return swap_and_drain_feature(agent, &agent->features.drops, out, capacity);
+	return swap_and_drain(agent, &agent->features.drops, out, capacity, NULL);
 }
 
 long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *out, __u64 capacity)
 {
 	if (!(agent->features.enabled & FC_FEATURE_DNS))
 		return 0;
+	int active = agent->features.dns.active;
+	long n;
+
 	/* Before the swap: queries seen from here on belong to the next period (bpf/dns.bpf.h). */
 	__atomic_add_fetch(&agent->skel->bss->fc_dns_generation, 1, __ATOMIC_RELAXED);
-	return swap_and_drain_feature(agent, &agent->features.dns, out, capacity);
+	n = swap_and_drain(agent, &agent->features.dns, out, capacity, NULL);
+	if (n < 0 && agent->features.dns.active == active) /* not swapped: the period goes on */
+		__atomic_sub_fetch(&agent->skel->bss->fc_dns_generation, 1, __ATOMIC_RELAXED);
+	return n;
 }
 
 long fc_agent_swap_and_drain_rtt(struct fc_agent *agent, struct fc_rtt_record *out, __u64 capacity)
 {
 	if (!(agent->features.enabled & FC_FEATURE_RTT))
 		return 0;
-	return swap_and_drain_feature(agent, &agent->features.rtt, out, capacity);
+	return swap_and_drain(agent, &agent->features.rtt, out, capacity, NULL);
 }
 
 const char *fc_agent_rtt_attach(struct fc_agent *agent)
@@ -1280,7 +1247,7 @@ long fc_drop_reasons(struct fc_drop_reason *out, __u32 capacity)
 		const char *name = btf__name_by_offset(vmlinux, e->name_off);
 
 		if (!strncmp(name, prefix, sizeof(prefix) - 1))
-			name += sizeof(prefix) - 1; /* NETFILTER_DROP, as netobserv and `perf` print them */
+			name += sizeof(prefix) - 1; /* NETFILTER_DROP: the reason without the enum's prefix */
 		out[n].value = (__u32)e->val;
 		snprintf(out[n].name, sizeof(out[n].name), "%s", name);
 		n++;

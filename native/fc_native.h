@@ -68,7 +68,8 @@ struct fc_agent;
 const char *fc_last_error(void);
 int fc_num_possible_cpus(void);
 
-/* Which FC_FEATURE_* this kernel can do, from its BTF (no privileges needed). For those of
+/* Which FC_FEATURE_* this kernel can do, from its BTF (and, for rtt, whether an empty fentry program
+ * loads: that needs CAP_BPF, without which the tracepoint or kprobes are taken). For those of
  * `wanted` it cannot, fc_last_error() says what is missing, one clause per feature. */
 __u32 fc_probe_features(__u32 wanted);
 
@@ -147,7 +148,7 @@ long fc_agent_swap_and_drain_dns(struct fc_agent *agent, struct fc_dns_record *o
 /* The same for the RTT maps (FC_FEATURE_RTT): one row per TCP connection tuple and period. */
 long fc_agent_swap_and_drain_rtt(struct fc_agent *agent, struct fc_rtt_record *out, __u64 capacity);
 
-/* How the RTT program is attached: "fentry", "kprobe" (no BPF trampoline here), or "" (rtt off). */
+/* How the RTT program is attached: "fentry", "tracepoint" (tcp_probe), "kprobe", or "" (rtt off). */
 const char *fc_agent_rtt_attach(struct fc_agent *agent);
 
 /* The kernel's drop reasons, from its BTF at run time (the enum grows between kernels). Returns how many. */

@@ -45,7 +45,6 @@ def test_this_kernel_can_do_every_feature():
     """The host these tests run on has BTF, kfree_skb with its reason and tcp_rcv_established."""
     from flowcollect.kernel import features
 
-    assert features.supported() == ("drops", "rtt", "dns")
     assert features.missing(("drops", "rtt", "dns")) == ""
     checked = run("--features", "drops,rtt,dns", "--check-config", "--output", "none")
     assert checked.returncode == 0, checked.stderr

@@ -60,13 +60,12 @@ import numpy.typing as npt
 
 from flowcollect.pipeline import rows
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import Rows
+from flowcollect.records.layout import ETH_P_IP, ETH_P_IPV6, Rows
 
 DEFAULT_MTU = 1400
 DEFAULT_TEMPLATE_REFRESH_SECONDS = 60.0
 DEFAULT_TEMPLATE_REFRESH_MESSAGES = 256
 SET_HEADER_SIZE = 4  # set (FlowSet) id, length
-ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 IPPROTO_ICMP, IPPROTO_ICMPV6 = 1, 58
 NOT_IP = 4  # the index of the template of frames that are not IP (template_kinds)
 

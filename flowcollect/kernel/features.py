@@ -1,7 +1,10 @@
 """The opt-in features (--features) as the native extension numbers them, and what this kernel can do.
 
-The probe reads the kernel's BTF (native/fc_native.c, fc_probe_features): no
-privileges, nothing loaded, so --check-config answers the same as a start.
+The probe reads the kernel's BTF (native/fc_native.c, fc_probe_features). For rtt it
+also loads an empty fentry program to learn whether this kernel can attach one (a kernel
+may have the BTF and no trampolines); unprivileged, that load fails and the probe takes the
+tcp_probe tracepoint or kprobes instead, so --check-config can name another way to attach
+than a start as root, but the same verdict on whether rtt can work.
 """
 from flowcollect.kernel.bindings import check, ffi, lib
 
@@ -14,12 +17,6 @@ def mask(features: tuple[str, ...]) -> int:
     for name in features:
         bits |= FEATURE_BITS[name]
     return bits
-
-
-def supported() -> tuple[str, ...]:
-    """The features this kernel can do."""
-    bits = lib.fc_probe_features(0)
-    return tuple(name for name, bit in FEATURE_BITS.items() if bits & bit)
 
 
 def missing(features: tuple[str, ...]) -> str:

@@ -17,6 +17,7 @@ from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
 from flowcollect.records.batch import empty
 from flowcollect.records.layout import COUNTER_NAMES, DNS_RECORD, DROP_RECORD, FLOW_METRICS, FLOW_RECORD, RTT_RECORD
+from flowcollect.settings.model import RINGBUF_DEFAULT_BYTES
 
 DIRECTION_MASKS = {
     "ingress": lib.FC_TRACE_INGRESS,
@@ -24,7 +25,6 @@ DIRECTION_MASKS = {
     "both": lib.FC_TRACE_BOTH,
 }
 ATTACH_MODES = {"auto": lib.FC_ATTACH_AUTO, "tcx": lib.FC_ATTACH_TCX, "tc": lib.FC_ATTACH_TC}
-DEFAULT_RINGBUF_BYTES = 1 << 22
 RINGBUF_BATCH = 4096
 # struct fc_replay_frame as numpy sees it, from the C compiler's offsets (native/fc_native.h is its one definition).
 _REPLAY_FRAME = np.dtype({
@@ -61,7 +61,7 @@ class FlowKernel:
     """
 
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
-                 ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES, drain_batch: int = 0, debug: bool = False,
+                 ringbuf_bytes: int = RINGBUF_DEFAULT_BYTES, drain_batch: int = 0, debug: bool = False,
                  attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = ()) -> None:
         require_kernel_privileges()
         opts = ffi.new("struct fc_load_opts *", {
@@ -81,7 +81,6 @@ class FlowKernel:
         self.max_flows = max_flows
         self.sampling = sampling
         self.direction = direction
-        self.features = features
         # Reused between calls: fresh pages are slow to touch on these hosts.
         self._drain_rows = empty(max_flows)
         self._ring_rows = empty(RINGBUF_BATCH)
@@ -180,7 +179,7 @@ class FlowKernel:
 
     @property
     def rtt_attach(self) -> str:
-        """How the RTT program is attached: "fentry", "kprobe" (where fentry cannot be), or "" (rtt off)."""
+        """How the RTT program is attached: "fentry", "tracepoint" (tcp_probe), "kprobe", or "" (rtt off)."""
         return str(ffi.string(lib.fc_agent_rtt_attach(self._agent)).decode())
 
     def _drain_feature(self, out: np.ndarray, ctype: str, swap_and_drain: Any) -> np.ndarray:

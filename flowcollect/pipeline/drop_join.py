@@ -16,9 +16,8 @@ import numpy.typing as npt
 from flowcollect.pipeline import rows
 from flowcollect.pipeline.flow_tuples import tuple_keys
 from flowcollect.pipeline.timebase import Timebase
-from flowcollect.records.layout import DIRECTION_INGRESS, DROP_RECORD, FLOW_EXPORT, Rows
+from flowcollect.records.layout import DIRECTION_INGRESS, DROP_RECORD, ETH_P_IP, ETH_P_IPV6, FLOW_EXPORT, Rows
 
-ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 _KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
 _IPV4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 

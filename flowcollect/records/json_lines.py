@@ -49,6 +49,8 @@ from flowcollect.records.layout import (
     DIRECTION_NAMES,
     DNS_ANSWERED,
     DNS_RCODE_NAMES,
+    ETH_P_IP,
+    ETH_P_IPV6,
     FC_DNS_NAME_LEN,
     FLOW_EXPORT,
     TCP_STATE_NAMES,
@@ -69,7 +71,6 @@ FEATURE_FIELDS = {
 NUMBER_FIELDS = ("if_index", "eth_protocol", "src_port", "dst_port", "protocol", "icmp_type", "icmp_code",
                  "vlan_id", "packets", "bytes", "tcp_flags", "dscp", "sampling", "drop_packets", "drop_bytes",
                  "dns_id", "dns_latency_ns", "dns_unanswered", "rtt_ns", "handshake_rtt_ns")
-ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 BLOCK_ROWS = 8192  # rows per block: measured best here (smaller: numpy call overhead; larger: cache misses)
 _U8 = np.uint8
 

@@ -63,7 +63,7 @@ FLOW_METRICS = _struct(
 )
 # struct fc_flow_record: a ring-buffer record, and a row of a drained batch (104 bytes).
 FLOW_RECORD = _struct(FLOW_KEY, FLOW_METRICS)
-# struct fc_flow_features: what --features adds to an evicted flow (24 bytes).
+# struct fc_flow_features: what --features adds to an evicted flow (120 bytes).
 FLOW_FEATURES = _struct(
     ("drop_packets", "u8"), ("drop_bytes", "u8"), ("drop_reason", "u4"), ("drop_tcp_state", "u1"),
     ("pad_features", ("u1", (3,))), ("dns_latency_ns", "u8"), ("dns_unanswered", "u4"), ("dns_id", "u2"),
@@ -76,7 +76,8 @@ FLOW_EXPORT = _struct(
     ("sampling", "u4"), ("duplicate", "u1"), ("pad_export", ("u1", (3,))), FLOW_FEATURES,
 )
 
-# struct fc_flow_tuple, fc_drop_metrics, fc_drop_record: the drop map (bpf/drops.bpf.h) and its drained rows.
+# struct fc_flow_tuple (the key of every feature map: drops, DNS, RTT, handshakes), fc_drop_metrics,
+# fc_drop_record: the drop map (bpf/drops.bpf.h) and its drained rows.
 FLOW_TUPLE = _struct(
     ("src_ip", ("u1", (FC_IP_LEN,))), ("dst_ip", ("u1", (FC_IP_LEN,))), ("src_port", "u2"), ("dst_port", "u2"),
     ("protocol", "u1"), ("pad_tuple", ("u1", (3,))),
@@ -103,18 +104,21 @@ DNS_ANSWERED = 2
 KEY_SIZE = FLOW_KEY.itemsize
 METRICS_OFFSET = FLOW_KEY.itemsize  # of struct fc_flow_record's metrics
 
+# The ethertypes of IP flows (eth_protocol, host byte order as in struct fc_flow_key).
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+
 # enum fc_direction: numbered as IPFIX flowDirection.
 DIRECTION_INGRESS = 0
 DIRECTION_EGRESS = 1
 DIRECTION_NAMES = {DIRECTION_INGRESS: "ingress", DIRECTION_EGRESS: "egress"}
 
-# The kernel's TCP states (include/net/tcp_states.h, stable since they number /proc/net/tcp's `st`):
+# The kernel's TCP states, as they number /proc/net/tcp's `st` column (stable for that reason):
 # drop_tcp_state. 0 is no socket.
 TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
                    7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
                    13: "BOUND_INACTIVE"}
 
-# DNS response codes (IANA "DNS RCODEs", the 4 bits of the header): dns_rcode. Others print as RCODE<n>.
+# DNS response codes (the 4 RCODE bits of the message header): dns_rcode. Others print as RCODE<n>.
 DNS_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
                    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 

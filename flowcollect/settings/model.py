@@ -19,6 +19,9 @@ from flowcollect.settings.units import format_duration, format_size
 
 ENV_PREFIX = "FLOWCOLLECT_"
 MAX_FLOWS_LIMIT = 1 << 24
+# ~150,000 one-packet ring-buffer records (112 bytes with their header): over half a second of a
+# flood of new flows at 250k/s while the collector waits for CPU (tests/test_floods.py on a loaded host).
+RINGBUF_DEFAULT_BYTES = 1 << 24
 ACCOUNTER_DEFAULT_FLOWS = 200_000  # ~40 MiB of aggregated flows (flowcollect/pipeline/flow_table.py)
 T = TypeVar("T")
 
@@ -99,9 +102,8 @@ class Settings:
         "flows the ring-buffer accounter aggregates before it evicts them all, at least cache_max_flows",
         _derived(str), default_text=f"the larger of {ACCOUNTER_DEFAULT_FLOWS:,} and cache_max_flows")
     ringbuf_size: int = _setting(
-        # 16 MiB: ~120,000 one-packet records, half a second of a flood of new flows at 250k/s
-        # while the collector is starved of CPU (tests/test_floods.py on a loaded 2-core host).
-        1 << 24, v.ringbuf_bytes, "kernel ring buffer for flows that do not fit the map (power of two, e.g. 16MiB)",
+        RINGBUF_DEFAULT_BYTES, v.ringbuf_bytes,
+        "kernel ring buffer for flows that do not fit the map (power of two, e.g. 16MiB)",
         format_size, metavar="SIZE")
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
     tc_attach_mode: str = _choice(

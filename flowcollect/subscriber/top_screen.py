@@ -50,7 +50,7 @@ def _rate(value: float | None) -> str:
 
 
 def _duration(ns: int | None) -> str:
-    """0.110ms, 61.2ms, 1.20s; "-" when none of the talker's flows had one."""
+    """0.11ms, 61.2ms, 1.2s (three significant digits); "-" when none of the talker's flows had one."""
     if ns is None:
         return "-"
     return f"{si(ns / 1e9)}s" if ns >= 999_500_000 else f"{ns / 1e6:.3g}ms"

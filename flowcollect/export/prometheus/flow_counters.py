@@ -35,7 +35,7 @@ import prometheus_client
 
 from flowcollect.export.prometheus import health
 from flowcollect.records.batch import FlowBatch
-from flowcollect.records.layout import DIRECTION_NAMES, DNS_ANSWERED, Rows
+from flowcollect.records.layout import DIRECTION_NAMES, DNS_ANSWERED, ETH_P_IP, ETH_P_IPV6, Rows
 from flowcollect.records.tally import OutputTally
 from flowcollect.settings.model import check
 from flowcollect.settings.values import FLOW_ATTRIBUTES
@@ -55,7 +55,6 @@ ATTRIBUTE_COLUMNS: dict[str, str | None] = {
 }
 assert tuple(ATTRIBUTE_COLUMNS) == FLOW_ATTRIBUTES, "one column per attribute the setting accepts"
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
-ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 
 
 def _column(attribute: str) -> str:
