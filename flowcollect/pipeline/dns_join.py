@@ -5,8 +5,9 @@ bpf/dns.bpf.h), keyed by the query's addresses, ports and protocol (client
 to server). It goes onto every flow of that key and of the reversed key (the
 responses), on every interface: a DNS exchange is a fact about both
 directions, not a counter, so nothing is doubled by it. A record no flow
-matches (an answer that came after its flow was evicted) is dropped: its
-latency is on the record of the period the query's flow had.
+matches (an answer that came after its flow was evicted, or an exchange whose
+packets all came in the ~10 ms between the flow maps' swap and the DNS maps')
+is dropped, not held as drops are (drop_join.py).
 """
 import numpy as np
 import numpy.typing as npt

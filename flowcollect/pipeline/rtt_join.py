@@ -6,7 +6,10 @@ keyed by the socket's tuple (local to remote), and its handshake RTT, keyed
 by the client-to-server tuple. Like DNS, a fact about the connection: it goes
 onto the flows of both directions on every interface. Where a connection
 has both records (the agent's own socket, and a handshake it saw), each
-field takes the non-zero value.
+field takes the non-zero value. A record no flow of its eviction matches is
+dropped, not held as drops are (drop_join.py): only a connection whose every
+packet of the period came in the ~10 ms between the flow maps' swap and the
+RTT maps' loses its RTT for that period.
 """
 import numpy as np
 
