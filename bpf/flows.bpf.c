@@ -4,7 +4,8 @@
  * per-flow, per-CPU counters.
  *
  * - Headers are read in place from the linear area when they are there, and
- *   with bpf_skb_load_bytes when they are not (see frame_bytes()).
+ *   from one copy of the frame's first 128 bytes when they are not (see
+ *   frame_open() and frame_bytes()).
  * - The programs never change or drop traffic: they return TC_ACT_UNSPEC, which
  *   hands the packet to the next filter (or the default "pass") so that any
  *   foreign filter attached beside ours keeps its meaning. TC_ACT_OK would
@@ -157,8 +158,11 @@ static __always_inline void frame_open(struct __sk_buff *skb, struct fc_frame *f
 
 /*
  * len bytes of the frame at off: in place in the linear area or in the
- * window's copy (the common cases: no helper call), else copied into buf with
- * bpf_skb_load_bytes. NULL when the frame is shorter.
+ * window's copy (the common cases: no helper call), else copied with
+ * bpf_skb_load_bytes into buf, or in copy mode into the window's upper half
+ * (valid until the next such read; the parser reads one header at a time).
+ * The scratch is per CPU and TC programs do not nest on a CPU. NULL when the
+ * frame is shorter.
  */
 static __always_inline const void *frame_bytes(const struct fc_frame *f, __u32 off, __u32 len, void *buf)
 {
