@@ -17,7 +17,7 @@ import pytest
 
 from bench.harness.agent import Agent, flows_of
 from bench.harness.netns import wait_udp
-from flowcollect.pipeline.dns_join import dotted_name, join_dns
+from flowcollect.pipeline.dns_join import dns_join, dotted_name
 from flowcollect.records.layout import DNS_ANSWERED, DNS_RECORD, DNS_SEEN_QUERY, FLOW_EXPORT
 from tests.jsonl_records import WAIT_S, read_records, wait_for_records
 
@@ -46,13 +46,33 @@ def test_a_dns_record_goes_onto_both_directions_of_its_flow():
     name = b"\x07missing\x04test\x00"
     dns["name"][0, :len(name)], dns["name_len"] = np.frombuffer(name, np.uint8), len(name)
     # WHEN it is joined
-    joined = join_dns(flows, dns)
+    joined = dns_join().join(flows, dns)
     # THEN the three flows of the exchange carry it, the fourth none
     assert joined["dns_id"].tolist() == [0x1234, 0x1234, 0x1234, 0]
     assert joined["dns_rcode"].tolist() == [3, 3, 3, 0]
     assert joined["dns_latency_ns"].tolist() == [250_000, 250_000, 250_000, 0]
     assert [bytes(n).rstrip(b"\0") for n in joined["dns_name"]] == [b"missing.test"] * 3 + [b""]
     assert joined["dns_flags"].tolist() == [3, 3, 3, 0]
+
+
+def test_a_held_dns_record_gives_way_to_a_newer_one_of_its_exchange():
+    # GIVEN a DNS record no flow of its eviction took
+    flow = np.zeros(1, dtype=FLOW_EXPORT)
+    flow["src_ip"], flow["dst_ip"], flow["src_port"], flow["dst_port"], flow["protocol"] = _ip(1), _ip(9), 4000, 53, 17
+    dns = np.zeros(1, dtype=DNS_RECORD)
+    dns["src_ip"], dns["dst_ip"], dns["src_port"], dns["dst_port"], dns["protocol"] = _ip(1), _ip(9), 4000, 53, 17
+    dns["id"], dns["flags"] = 1, DNS_SEEN_QUERY
+    join = dns_join()
+    join.join(np.zeros(0, dtype=FLOW_EXPORT), dns)
+    # WHEN the next eviction brings its flow and a newer record of the same exchange
+    newer = dns.copy()
+    newer["id"], newer["flags"], newer["latency_ns"] = 2, DNS_SEEN_QUERY | DNS_ANSWERED, 90_000
+    joined = join.join(flow.copy(), newer)
+    # THEN the flow carries the newer one
+    assert (joined["dns_id"].tolist(), joined["dns_latency_ns"].tolist()) == ([2], [90_000])
+    # AND a held record with no newer one is joined as it was
+    join.join(np.zeros(0, dtype=FLOW_EXPORT), dns)
+    assert join.join(flow.copy(), dns[:0])["dns_id"].tolist() == [1]
 
 
 # --- the real agent ---

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.harness.agent import Agent, flows_of
-from flowcollect.pipeline.rtt_join import join_rtt
+from flowcollect.pipeline.rtt_join import rtt_join
 from flowcollect.records.layout import FLOW_EXPORT, RTT_RECORD
 from tests.jsonl_records import WAIT_S, read_records, wait_for_records
 
@@ -42,9 +42,29 @@ def test_a_connection_s_rtt_goes_onto_both_directions_the_larger_of_its_records(
             sport, dport, 6
         row["srtt_max_ns"], row["handshake_ns"] = srtt, handshake
     # WHEN joined THEN both directions carry both, the other flow none
-    joined = join_rtt(flows, rtt)
+    joined = rtt_join().join(flows, rtt)
     assert joined["rtt_ns"].tolist() == [30_000_000, 30_000_000, 0]
     assert joined["handshake_rtt_ns"].tolist() == [1_500_000, 1_500_000, 0]
+
+
+def test_an_rtt_record_before_its_flow_joins_the_next_eviction_then_is_dropped():
+    # GIVEN a connection's RTT record in an eviction with no flow of it (its packets raced the swap)
+    flow = np.zeros(1, dtype=FLOW_EXPORT)
+    flow["src_ip"], flow["dst_ip"], flow["src_port"], flow["dst_port"], flow["protocol"] = _ip(1), _ip(9), 4000, 80, 6
+    rtt = np.zeros(1, dtype=RTT_RECORD)
+    rtt["src_ip"], rtt["dst_ip"], rtt["src_port"], rtt["dst_port"], rtt["protocol"] = _ip(1), _ip(9), 4000, 80, 6
+    rtt["srtt_max_ns"] = 7_000_000
+    join = rtt_join()
+    assert len(join.join(np.zeros(0, dtype=FLOW_EXPORT), rtt)) == 0
+    # WHEN the next eviction has its flow THEN the held record goes onto it
+    assert join.join(flow.copy(), rtt[:0])["rtt_ns"].tolist() == [7_000_000]
+    # AND a record no flow takes twice is gone: the eviction after has nothing to join
+    join.join(np.zeros(0, dtype=FLOW_EXPORT), rtt)
+    join.join(np.zeros(0, dtype=FLOW_EXPORT), rtt[:0])
+    assert join.join(flow.copy(), rtt[:0])["rtt_ns"].tolist() == [0]
+    # AND on the last eviction nothing is held
+    join.join(np.zeros(0, dtype=FLOW_EXPORT), rtt, last=True)
+    assert join.join(flow.copy(), rtt[:0])["rtt_ns"].tolist() == [0]
 
 
 # --- the real agent ---

@@ -4,15 +4,14 @@ The kernel keeps one DNS record per flow and period (struct fc_dns_metrics,
 bpf/dns.bpf.h), keyed by the query's addresses, ports and protocol (client
 to server). It goes onto every flow of that key and of the reversed key (the
 responses), on every interface: a DNS exchange is a fact about both
-directions, not a counter, so nothing is doubled by it. A record no flow
-matches (an answer that came after its flow was evicted, or an exchange whose
-packets all came in the ~10 ms between the flow maps' swap and the DNS maps')
-is dropped, not held as drops are (drop_join.py).
+directions, not a counter, so nothing is doubled by it. A record no flow of
+its eviction matches is offered to the next eviction's flows (FactJoin in
+flow_tuples.py says why), then dropped.
 """
 import numpy as np
 import numpy.typing as npt
 
-from flowcollect.pipeline.flow_tuples import both_directions
+from flowcollect.pipeline.flow_tuples import FactJoin, Matches
 from flowcollect.records.layout import DNS_ANSWERED, DNS_RECORD, DNS_SEEN_QUERY, FC_DNS_NAME_LEN, Rows
 
 
@@ -27,15 +26,14 @@ def dotted_name(wire: bytes) -> bytes:
     return b".".join(labels)[:FC_DNS_NAME_LEN]
 
 
-def join_dns(flows: Rows, dns: Rows) -> Rows:
-    """FLOW_EXPORT rows `flows` with the DNS_RECORD rows `dns` joined onto both directions of each."""
-    matches = both_directions(flows, np.ascontiguousarray(dns, dtype=DNS_RECORD))
-    if not matches:
-        return flows
-    flows = flows.copy()
+def dns_join() -> FactJoin:
+    """The join of each eviction's DNS_RECORD rows onto its flows, with the records it holds for the next."""
+    return FactJoin(DNS_RECORD, _apply)
+
+
+def _apply(flows: Rows, dns: Rows, matches: Matches) -> None:
     for at, record in matches:
         _set_dns(flows, at, dns[record])
-    return flows
 
 
 def _set_dns(flows: Rows, at: npt.NDArray[np.intp], dns: Rows) -> None:

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 
 from flowcollect.pipeline.channel import Channel
-from flowcollect.pipeline.dns_join import join_dns
+from flowcollect.pipeline.dns_join import dns_join
 from flowcollect.pipeline.drop_join import DropJoin
 from flowcollect.pipeline.fill_watch import FillWatch
-from flowcollect.pipeline.rtt_join import join_rtt
+from flowcollect.pipeline.rtt_join import rtt_join
 from flowcollect.pipeline.sources import DnsFetcher, DrainStats, DropFetcher, MapFetcher, RttFetcher
 from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
 from flowcollect.records.batch import FlowBatch
@@ -59,6 +59,8 @@ class MapTracer:
         self._fetcher = fetcher
         self._drops = drops
         self._drop_join = DropJoin()
+        self._dns_join = dns_join()
+        self._rtt_join = rtt_join()
         self._dns = dns
         self._rtt = rtt
         self._eviction_timeout = eviction_timeout
@@ -81,7 +83,7 @@ class MapTracer:
     def evict(self, reason: str = "timer", last: bool = False) -> FlowBatch | None:
         """Swap and drain the kernel map: a FlowBatch of FLOW_EXPORT rows, or None if it was empty.
 
-        last: the agent's last eviction, after which no drop row is kept for the next one."""
+        last: the agent's last eviction, after which no feature row is kept for the next one."""
         if self._fill is not None:
             self._fill.swapping()
         timebase = Timebase.read(self._clock, self._mono_clock)
@@ -96,9 +98,9 @@ class MapTracer:
         if dropped is not None:
             flows = self._drop_join.join(flows, dropped, timebase, self._sampling, last=last)
         if dns is not None:
-            flows = join_dns(flows, dns)
+            flows = self._dns_join.join(flows, dns, last=last)
         if rtt is not None:
-            flows = join_rtt(flows, rtt)
+            flows = self._rtt_join.join(flows, rtt, last=last)
         return FlowBatch(flows=flows) if len(flows) else None
 
     def trace_loop(self, stop_event: threading.Event) -> Callable[[Channel[FlowBatch]], None]:
