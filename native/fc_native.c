@@ -118,7 +118,7 @@ static bool btf_kfree_skb_has_reason(const struct btf *vmlinux)
 	return t && btf_is_enum(t);
 }
 
-static const char *rtt_attach_kind(void); /* in the features' section at the end */
+static const char *rtt_attach_kind(const struct btf *vmlinux); /* in the features' section at the end */
 
 static void append_missing(char *buf, size_t len, const char *clause)
 {
@@ -151,13 +151,13 @@ __u32 fc_probe_features(__u32 wanted)
 	else if (wanted & FC_FEATURE_DROPS)
 		append_missing(missing, sizeof(missing),
 			       "drops needs the kfree_skb tracepoint with its drop reason (Linux 5.17 and later)");
-	btf__free(vmlinux);
-	if (rtt_attach_kind()[0])
+	if (rtt_attach_kind(vmlinux)[0])
 		supported |= FC_FEATURE_RTT;
 	else if (wanted & FC_FEATURE_RTT)
 		append_missing(missing, sizeof(missing),
 			       "rtt needs BPF trampolines (fentry), the tcp_probe tracepoint in the kernel's BTF, or kprobes "
 			       "to reach tcp_rcv_established");
+	btf__free(vmlinux);
 	snprintf(fc_error, sizeof(fc_error), "%s", missing);
 	return supported;
 }
@@ -1054,20 +1054,16 @@ static bool fentry_loads(const struct btf *vmlinux)
 }
 
 /* How the RTT program can attach to tcp_rcv_established here: "fentry", "tracepoint" (tp_btf/tcp_probe,
- * which it calls), "kprobe" (CONFIG_KPROBES, the PMU libbpf uses), or "" (none). */
-static const char *rtt_attach_kind(void)
+ * which it calls), "kprobe" (CONFIG_KPROBES, the PMU libbpf uses), or "" (none). vmlinux may be NULL. */
+static const char *rtt_attach_kind(const struct btf *vmlinux)
 {
-	struct btf *vmlinux = btf__load_vmlinux_btf();
-	const char *kind = "";
-
 	if (vmlinux && fentry_loads(vmlinux))
-		kind = "fentry";
-	else if (vmlinux && btf__find_by_name_kind(vmlinux, "btf_trace_tcp_probe", BTF_KIND_TYPEDEF) > 0)
-		kind = "tracepoint";
-	else if (!access("/sys/bus/event_source/devices/kprobe/type", R_OK))
-		kind = "kprobe";
-	btf__free(vmlinux);
-	return kind;
+		return "fentry";
+	if (vmlinux && btf__find_by_name_kind(vmlinux, "btf_trace_tcp_probe", BTF_KIND_TYPEDEF) > 0)
+		return "tracepoint";
+	if (!access("/sys/bus/event_source/devices/kprobe/type", R_OK))
+		return "kprobe";
+	return "";
 }
 
 /* Size a feature's two maps: max_flows entries when on, one (the least a map takes) when off. */
@@ -1083,13 +1079,20 @@ static int features_before_load(struct fc_agent *agent, const struct fc_load_opt
 	struct flows_bpf *skel = agent->skel;
 	bool drops = opts->features & FC_FEATURE_DROPS, dns = opts->features & FC_FEATURE_DNS;
 	bool rtt = opts->features & FC_FEATURE_RTT;
+	/* Read once, for both features that need it (it is a few MB to parse). */
+	struct btf *vmlinux = drops || rtt ? btf__load_vmlinux_btf() : NULL;
 	int err;
 
 	agent->features.enabled = opts->features;
+	if (drops && !vmlinux)
+		return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
 	/* Off: a program is not loaded (or, in the TC programs, its code is removed by the verifier:
 	 * fc_dns is a constant of the loaded object) and its maps take one entry each. */
 	bpf_program__set_autoload(skel->progs.fc_kfree_skb, drops);
-	agent->features.rtt_attach = rtt ? rtt_attach_kind() : "";
+	agent->features.rtt_attach = rtt ? rtt_attach_kind(vmlinux) : "";
+	if (drops)
+		skel->rodata->fc_drop_reason_consumed = btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
+	btf__free(vmlinux);
 	bpf_program__set_autoload(skel->progs.fc_rtt_fentry, !strcmp(agent->features.rtt_attach, "fentry"));
 	bpf_program__set_autoload(skel->progs.fc_rtt_tcp_probe, !strcmp(agent->features.rtt_attach, "tracepoint"));
 	bpf_program__set_autoload(skel->progs.fc_rtt_kprobe, !strcmp(agent->features.rtt_attach, "kprobe"));
@@ -1103,14 +1106,6 @@ static int features_before_load(struct fc_agent *agent, const struct fc_load_opt
 		return fc_fail(err, "sizing the feature maps");
 	/* Drops and sockets are global: only those of the agent's own network namespace are its flows. */
 	skel->rodata->fc_agent_netns = (__u32)current_netns();
-	if (drops) {
-		struct btf *vmlinux = btf__load_vmlinux_btf();
-
-		if (!vmlinux)
-			return fc_fail(-errno ? -errno : -ENOENT, "reading the kernel's BTF for the drops feature");
-		skel->rodata->fc_drop_reason_consumed = btf_enum_value(vmlinux, "skb_drop_reason", "SKB_CONSUMED", ~0U);
-		btf__free(vmlinux);
-	}
 	return 0;
 }
 
