@@ -44,24 +44,8 @@ struct {
 	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
 } fc_dns_pending SEC(".maps");
 
-struct fc_dns_map {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct fc_flow_tuple);
-	__type(value, struct fc_dns_metrics);
-	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
-};
-
-struct fc_dns_map fc_dns_a SEC(".maps");
-struct fc_dns_map fc_dns_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct fc_dns_map);
-} fc_dns_slot SEC(".maps") = {
-	.values = { [0] = &fc_dns_a },
-};
+FC_SWAPPED_MAPS(fc_dns_map, BPF_MAP_TYPE_HASH, struct fc_flow_tuple, struct fc_dns_metrics,
+		fc_dns_a, fc_dns_b, fc_dns_slot);
 
 /* This period's DNS record of the flow `tuple` (client to server), created empty if need be. */
 static __always_inline struct fc_dns_metrics *dns_record(const struct fc_flow_tuple *tuple)

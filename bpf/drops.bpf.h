@@ -69,24 +69,8 @@ struct sk_buff___fc {
 	unsigned char *data;
 } __attribute__((preserve_access_index));
 
-struct fc_drop_map {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct fc_flow_tuple);
-	__type(value, struct fc_drop_metrics);
-	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
-};
-
-struct fc_drop_map fc_drops_a SEC(".maps");
-struct fc_drop_map fc_drops_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct fc_drop_map);
-} fc_drop_slot SEC(".maps") = {
-	.values = { [0] = &fc_drops_a },
-};
+FC_SWAPPED_MAPS(fc_drop_map, BPF_MAP_TYPE_PERCPU_HASH, struct fc_flow_tuple, struct fc_drop_metrics,
+		fc_drops_a, fc_drops_b, fc_drop_slot);
 
 /* The network namespace a dropped packet belongs to: its device's, else its socket's. */
 static __always_inline __u32 drop_netns(struct sk_buff___fc *skb)

@@ -22,10 +22,7 @@ struct {
 
 static __always_inline void count_feature(__u32 slot, __u64 n)
 {
-	__u64 *c = bpf_map_lookup_elem(&fc_feature_counters, &slot);
-
-	if (c)
-		*c += n;
+	add_to_counter(&fc_feature_counters, slot, n); /* bpf/flows.bpf.c */
 }
 
 #endif /* FC_FEATURES_BPF_H */

@@ -60,25 +60,32 @@ const volatile __u8 fc_debug = 0;
  * come from it. A constant of the loaded object: live, the verifier removes the branch. */
 const volatile __u8 fc_replay = 0;
 
-struct fc_flow_map {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct fc_flow_key);
-	__type(value, struct fc_flow_metrics);
-	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
-};
+/*
+ * Two identical maps behind a one-slot array-of-maps: the programs write the
+ * one the slot points at; user space points it at the other and drains the
+ * retired one, which has no writer left (native/fc_native.c swap_and_drain()).
+ * The flow maps are declared so, and so are the maps of each feature.
+ */
+#define FC_SWAPPED_MAPS(kind, map_type, key_type, value_type, a, b, slot)	\
+	struct kind {								\
+		__uint(type, map_type);						\
+		__type(key, key_type);						\
+		__type(value, value_type);					\
+		__uint(max_entries, FC_DEFAULT_MAX_FLOWS);			\
+	};									\
+	struct kind a SEC(".maps");						\
+	struct kind b SEC(".maps");						\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);			\
+		__uint(max_entries, 1);						\
+		__type(key, __u32);						\
+		__array(values, struct kind);					\
+	} slot SEC(".maps") = {							\
+		.values = { [0] = &a },						\
+	}
 
-/* Two identical flow maps; user space points the slot at one while it drains the other. */
-struct fc_flow_map fc_flows_a SEC(".maps");
-struct fc_flow_map fc_flows_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct fc_flow_map);
-} fc_flow_slot SEC(".maps") = {
-	.values = { [0] = &fc_flows_a },
-};
+FC_SWAPPED_MAPS(fc_flow_map, BPF_MAP_TYPE_PERCPU_HASH, struct fc_flow_key, struct fc_flow_metrics,
+		fc_flows_a, fc_flows_b, fc_flow_slot);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -92,12 +99,18 @@ struct {
 	__type(value, __u64);
 } fc_counters SEC(".maps");
 
-static __always_inline void count(__u32 slot, __u64 n)
+/* Add n to a slot of a per-CPU counters map (this one, or the features' fc_feature_counters). */
+static __always_inline void add_to_counter(void *counters, __u32 slot, __u64 n)
 {
-	__u64 *c = bpf_map_lookup_elem(&fc_counters, &slot);
+	__u64 *c = bpf_map_lookup_elem(counters, &slot);
 
 	if (c)
 		*c += n; /* per-CPU slot: no other writer */
+}
+
+static __always_inline void count(__u32 slot, __u64 n)
+{
+	add_to_counter(&fc_counters, slot, n);
 }
 
 /* What one packet contributes, beside its key. */

@@ -71,24 +71,8 @@ struct {
 	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
 } fc_handshakes SEC(".maps");
 
-struct fc_rtt_map {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct fc_flow_tuple);
-	__type(value, struct fc_rtt_metrics);
-	__uint(max_entries, FC_DEFAULT_MAX_FLOWS);
-};
-
-struct fc_rtt_map fc_rtt_a SEC(".maps");
-struct fc_rtt_map fc_rtt_b SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct fc_rtt_map);
-} fc_rtt_slot SEC(".maps") = {
-	.values = { [0] = &fc_rtt_a },
-};
+FC_SWAPPED_MAPS(fc_rtt_map, BPF_MAP_TYPE_PERCPU_HASH, struct fc_flow_tuple, struct fc_rtt_metrics,
+		fc_rtt_a, fc_rtt_b, fc_rtt_slot);
 
 /* This period's RTT record of `tuple`, created empty if need be (NULL: no room, counted). */
 static __always_inline struct fc_rtt_metrics *rtt_record(const struct fc_flow_tuple *tuple, __u64 now)
