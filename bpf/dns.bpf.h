@@ -50,22 +50,9 @@ FC_SWAPPED_MAPS(fc_dns_map, BPF_MAP_TYPE_HASH, struct fc_flow_tuple, struct fc_d
 /* This period's DNS record of the flow `tuple` (client to server), created empty if need be. */
 static __always_inline struct fc_dns_metrics *dns_record(const struct fc_flow_tuple *tuple)
 {
-	struct fc_dns_metrics *dns, fresh = {};
-	__u32 slot = 0;
-	void *records = bpf_map_lookup_elem(&fc_dns_slot, &slot);
-	long err;
+	struct fc_dns_metrics fresh = {};
 
-	if (!records)
-		return NULL;
-	dns = bpf_map_lookup_elem(records, tuple);
-	if (dns)
-		return dns;
-	err = bpf_map_update_elem(records, tuple, &fresh, BPF_NOEXIST);
-	if (err && err != -FC_EEXIST) {
-		count_feature(FC_FEATURE_COUNTER_DNS_UNRECORDED, 1);
-		return NULL;
-	}
-	return bpf_map_lookup_elem(records, tuple);
+	return feature_row(&fc_dns_slot, tuple, &fresh, FC_FEATURE_COUNTER_DNS_UNRECORDED, 1);
 }
 
 /*

@@ -135,15 +135,14 @@ int fc_kfree_skb(__u64 *ctx)
 {
 	/* (struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...) */
 	struct sk_buff___fc *skb = (struct sk_buff___fc *)ctx[0];
-	__u32 reason = (__u32)ctx[2], ip_len = 0, slot = 0;
-	struct fc_drop_metrics *metrics;
+	__u32 reason = (__u32)ctx[2], ip_len = 0;
+	struct fc_drop_metrics *metrics, fresh = {};
 	struct fc_flow_tuple key;
 	struct sock___fc *sk;
 	__u64 now, segments;
 	struct skb_shared_info___fc *shinfo;
 	unsigned char *head;
 	__u16 gso_segs;
-	void *drops;
 
 	if (reason == fc_drop_reason_consumed || drop_netns(skb) != fc_agent_netns)
 		return 0;
@@ -154,23 +153,11 @@ int fc_kfree_skb(__u64 *ctx)
 	shinfo = (struct skb_shared_info___fc *)(head + BPF_CORE_READ(skb, end));
 	gso_segs = BPF_CORE_READ(shinfo, gso_segs);
 	segments = gso_segs > 1 ? gso_segs : 1;
-	drops = bpf_map_lookup_elem(&fc_drop_slot, &slot);
-	if (!drops)
+	metrics = feature_row(&fc_drop_slot, &key, &fresh, FC_FEATURE_COUNTER_DROPS_UNRECORDED, segments);
+	if (!metrics)
 		return 0;
 	now = bpf_ktime_get_ns();
 	sk = BPF_CORE_READ(skb, sk);
-	metrics = bpf_map_lookup_elem(drops, &key);
-	if (!metrics) {
-		struct fc_drop_metrics fresh = {};
-		long err = bpf_map_update_elem(drops, &key, &fresh, BPF_NOEXIST);
-
-		/* EEXIST: another CPU inserted the key since our lookup; this CPU's slot is still empty. */
-		metrics = err && err != -FC_EEXIST ? NULL : bpf_map_lookup_elem(drops, &key);
-		if (!metrics) {
-			count_feature(FC_FEATURE_COUNTER_DROPS_UNRECORDED, segments);
-			return 0;
-		}
-	}
 	/* Per-CPU value: this CPU is its only writer. */
 	if (!metrics->first_seen_ns)
 		metrics->first_seen_ns = now;

@@ -78,21 +78,10 @@ FC_SWAPPED_MAPS(fc_rtt_map, BPF_MAP_TYPE_PERCPU_HASH, struct fc_flow_tuple, stru
 static __always_inline struct fc_rtt_metrics *rtt_record(const struct fc_flow_tuple *tuple, __u64 now)
 {
 	struct fc_rtt_metrics *rtt, fresh = {};
-	__u32 slot = 0;
-	void *rtts = bpf_map_lookup_elem(&fc_rtt_slot, &slot);
-	long err;
 
-	if (!rtts)
+	rtt = feature_row(&fc_rtt_slot, tuple, &fresh, FC_FEATURE_COUNTER_RTT_UNRECORDED, 1);
+	if (!rtt)
 		return NULL;
-	rtt = bpf_map_lookup_elem(rtts, tuple);
-	if (!rtt) {
-		err = bpf_map_update_elem(rtts, tuple, &fresh, BPF_NOEXIST);
-		rtt = err && err != -FC_EEXIST ? NULL : bpf_map_lookup_elem(rtts, tuple);
-		if (!rtt) {
-			count_feature(FC_FEATURE_COUNTER_RTT_UNRECORDED, 1);
-			return NULL;
-		}
-	}
 	/* Per-CPU value: this CPU is its only writer. */
 	if (!rtt->first_seen_ns)
 		rtt->first_seen_ns = now;
