@@ -51,19 +51,20 @@ enum fc_counter {
 	FC_COUNTER_PACKETS_SEEN = 0,       /* every frame the programs ran on (a GSO packet: its segments) */
 	FC_COUNTER_SAMPLED_OUT = 1,        /* frames skipped by 1-in-N sampling */
 	FC_COUNTER_PARSE_FAILED = 2,       /* truncated or malformed header; still counted by ethertype */
-	FC_COUNTER_MAP_INSERT_FAILED = 3,  /* new flow refused by the hash map (full): fell back */
+	FC_COUNTER_MAP_INSERT_FAILED = 3,  /* new flow refused by the table (cap reached, overflow map full): ring buffer */
 	FC_COUNTER_RINGBUF_SUBMITTED = 4,  /* one-packet records sent through the ring buffer */
 	FC_COUNTER_RINGBUF_RESERVE_FAILED = 5, /* ring buffer full too: packet lost to user space */
 	FC_COUNTER_LOST_BYTES = 6,         /* bytes of those lost packets */
-	FC_COUNTER_NO_FLOW_MAP = 7,        /* frames seen while the map-in-map slot was empty (never after load) */
-	FC_COUNTER_MAX = 8,
+	FC_COUNTER_NO_FLOW_MAP = 7,        /* frames seen while the flow table was missing (never after load) */
+	FC_COUNTER_OVERFLOW_PACKETS = 8,   /* frames counted in the overflow map: their flow's bucket was full */
+	FC_COUNTER_MAX = 9,
 };
 
 #define FC_MAC_LEN 6
 #define FC_IP_LEN 16
 
 /*
- * The hash-map key: one flow as the seed keys it, plus ICMP type/code and
+ * The flow key: one flow as the seed keys it, plus ICMP type/code and
  * VLAN id. IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d). Ports and
  * ethertype are in host byte order. 64 bytes.
  */
@@ -85,8 +86,10 @@ struct fc_flow_key {
 };
 
 /*
- * The per-CPU value. Times are bpf_ktime_get_ns() (CLOCK_MONOTONIC); a slot
- * whose first_seen_ns is 0 was never written on that CPU. 40 bytes.
+ * What a flow counted on one CPU (a table slot, an overflow map's per-CPU
+ * value), and folded over CPUs in a drained row. Times are CLOCK_MONOTONIC ns
+ * (bpf/clock.bpf.h); a per-CPU value whose first_seen_ns is 0 was never
+ * written on that CPU. 40 bytes.
  */
 struct fc_flow_metrics {
 	__u64 packets;
@@ -106,6 +109,52 @@ struct fc_flow_metrics {
 struct fc_flow_record {
 	struct fc_flow_key key;
 	struct fc_flow_metrics metrics;
+};
+
+/* ---- The flow table (bpf/table.bpf.h, native/fc_table.c; docs/architecture.md) ---- */
+
+/* Slots of a bucket: a flow's probes stay in its bucket, so one lookup finds them all. */
+#define FC_BUCKET_SLOTS 16
+
+/*
+ * One flow in a CPU's region of the table. Written only by that CPU's
+ * programs while its half is active, read and cleared by user space once the
+ * half is retired. packets 0: a free slot. hash: of the key, compared before
+ * the key (a probe past another flow reads one cache line, not two) and reused
+ * by the drain's fold across CPUs. 128 bytes: two cache lines.
+ */
+struct fc_table_slot {
+	struct fc_flow_key key;
+	struct fc_flow_metrics metrics;
+	__u64 hash;
+	__u8 pad_slot[16];
+};
+
+/* The element of a half's bucket array: 2 KiB. */
+struct fc_table_bucket {
+	struct fc_table_slot slots[FC_BUCKET_SLOTS];
+};
+
+/*
+ * One CPU's part of one half of the table. The layout (first_bucket,
+ * bucket_mask, cap) is written by user space while the half is idle; the
+ * counts by that CPU's programs only (plain adds), read by user space through
+ * the mapping to swap before the half fills. 64 bytes: one cache line.
+ */
+struct fc_table_region {
+	__u32 first_bucket; /* of this CPU's region in the half's bucket array */
+	__u32 bucket_mask;  /* buckets of the region - 1 (a power of two - 1) */
+	__u32 cap;          /* flows this CPU may start in the half: in slots and in the overflow map */
+	__u32 pad_region;
+	__u64 flows;        /* flows started in the half: slots and overflow map */
+	__u64 overflowed;   /* of them, the ones in the overflow map (their bucket was full) */
+	__u64 refused;      /* packets of new flows past the cap or the overflow map: sent to the ring buffer */
+	__u8 pad_counts[24];
+};
+
+/* The value of fc_cpu_tables, one per possible CPU: its region in each half. 128 bytes. */
+struct fc_cpu_table {
+	struct fc_table_region half[2];
 };
 
 #define FC_DNS_NAME_LEN 64

@@ -10,11 +10,10 @@
  *   hands the packet to the next filter (or the default "pass") so that any
  *   foreign filter attached beside ours keeps its meaning. TC_ACT_OK would
  *   end classification and silently bypass filters with a lower priority.
- * - The flow map is reached through a one-slot array-of-maps so that user
- *   space can swap in an empty map and drain the retired one with no writer
- *   left (the slot update waits for running programs: synchronize_rcu).
- * - A new flow that the map refuses (full) travels as a one-packet record
- *   through the ring buffer; if that fails too the loss is counted.
+ * - Flows are counted in a per-CPU open-addressing table of two halves that
+ *   user space swaps and reads through its mapping (table.bpf.h).
+ * - A new flow that the table refuses travels as a one-packet record through
+ *   the ring buffer; if that fails too the loss is counted.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -44,14 +43,6 @@
 #define IP_OFFSET_MASK 0x1fff
 #define IPV6_FRAG_OFFSET_MASK 0xfff8
 
-/*
- * New flows inserted into the flow maps since load. User space reads it from
- * the skeleton's memory-mapped .bss, no syscall, to swap maps before the
- * active one fills (native/fc_native.c, flowcollect/pipeline/map_tracer.py).
- * Written only on the slow path (a new flow), so the shared cache line costs little.
- */
-__u64 fc_flows_inserted = 0;
-
 /* Load-time settings, fixed before load (the verifier prunes on them). */
 const volatile __u32 fc_sampling = 0; /* 1 in N packets; 0 and 1 mean every packet */
 const volatile __u8 fc_direction_mask = FC_TRACE_BOTH;
@@ -63,8 +54,8 @@ const volatile __u8 fc_replay = 0;
 /*
  * Two identical maps behind a one-slot array-of-maps: the programs write the
  * one the slot points at; user space points it at the other and drains the
- * retired one, which has no writer left (native/fc_native.c swap_and_drain()).
- * The flow maps are declared so, and so are the maps of each feature.
+ * retired one, which has no writer left (native/fc_swapped.c). The maps of
+ * each feature are declared so.
  */
 #define FC_SWAPPED_MAPS(kind, map_type, key_type, value_type, a, b, slot)	\
 	struct kind {								\
@@ -83,9 +74,6 @@ const volatile __u8 fc_replay = 0;
 	} slot SEC(".maps") = {							\
 		.values = { [0] = &a },						\
 	}
-
-FC_SWAPPED_MAPS(fc_flow_map, BPF_MAP_TYPE_PERCPU_HASH, struct fc_flow_key, struct fc_flow_metrics,
-		fc_flows_a, fc_flows_b, fc_flow_slot);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -416,36 +404,14 @@ static __always_inline void parse_frame(const struct fc_frame *f, struct fc_flow
 #include "dns.bpf.h"
 #include "rtt.bpf.h"
 
-/* The map refused a new flow: hand the packet to user space as a one-packet record. */
-static __always_inline void fall_back_to_ringbuf(const struct fc_flow_key *key,
-						 const struct fc_flow_metrics *metrics, long err)
-{
-	struct fc_flow_record *rec;
-
-	count(FC_COUNTER_MAP_INSERT_FAILED, 1);
-	rec = bpf_ringbuf_reserve(&fc_ringbuf, sizeof(*rec), 0);
-	if (!rec) {
-		count(FC_COUNTER_RINGBUF_RESERVE_FAILED, metrics->packets);
-		count(FC_COUNTER_LOST_BYTES, metrics->bytes);
-		return;
-	}
-	__builtin_memcpy(&rec->key, key, sizeof(*key));
-	__builtin_memcpy(&rec->metrics, metrics, sizeof(*metrics));
-	rec->metrics.errno_code = (__u8)(-err);
-	bpf_ringbuf_submit(rec, 0);
-	count(FC_COUNTER_RINGBUF_SUBMITTED, 1);
-}
+#include "table.bpf.h"
 
 static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 {
-	struct fc_flow_key key;
+	struct fc_flow_key key __attribute__((aligned(8))); /* read as eight words by table.bpf.h */
 	struct fc_frame frame;
 	struct fc_packet pkt = {};
-	struct fc_flow_metrics *metrics;
-	__u32 slot = 0;
-	__u64 now, bytes;
-	void *flows;
-	long err;
+	struct fc_packet_counts counts;
 
 	/*
 	 * A GSO packet leaves as gso_segs frames, each with its own copy of the
@@ -470,54 +436,18 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 			bpf_printk("flowcollect: parse failed, ifindex %u len %u", skb->ifindex, skb->len);
 	}
 
-	bytes = skb->len;
+	counts.segments = pkt.segments;
+	counts.bytes = skb->len;
 	if (pkt.segments > 1 && pkt.header_len)
-		bytes += (pkt.segments - 1) * pkt.header_len;
-	now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
+		counts.bytes += (pkt.segments - 1) * pkt.header_len;
+	counts.now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
+	counts.tcp_flags = pkt.tcp_flags;
+	counts.dscp = pkt.dscp;
 	if (fc_dns)
-		track_dns(skb, &key, &pkt, now);
+		track_dns(skb, &key, &pkt, counts.now);
 	if (fc_rtt)
-		track_handshake(&key, &pkt, now);
-
-	flows = bpf_map_lookup_elem(&fc_flow_slot, &slot);
-	if (!flows) {
-		count(FC_COUNTER_NO_FLOW_MAP, pkt.segments);
-		return TC_ACT_UNSPEC;
-	}
-	metrics = bpf_map_lookup_elem(flows, &key);
-	if (metrics) {
-		/*
-		 * Per-CPU value: this CPU is its only writer. Its slot is still
-		 * empty if another CPU created the flow: start it, or the fold in
-		 * user space (which skips slots with no first-seen time) drops it.
-		 */
-		if (!metrics->first_seen_ns)
-			metrics->first_seen_ns = now;
-		metrics->packets += pkt.segments;
-		metrics->bytes += bytes;
-		metrics->last_seen_ns = now;
-		metrics->tcp_flags |= pkt.tcp_flags;
-		metrics->dscp = pkt.dscp;
-		return TC_ACT_UNSPEC;
-	}
-
-	struct fc_flow_metrics fresh = {
-		.packets = pkt.segments,
-		.bytes = bytes,
-		.first_seen_ns = now,
-		.last_seen_ns = now,
-		.tcp_flags = pkt.tcp_flags,
-		.dscp = pkt.dscp,
-	};
-	/*
-	 * BPF_ANY: if another CPU inserted the key since our lookup, this writes
-	 * only this CPU's slot, which was still empty, so nothing is lost.
-	 */
-	err = bpf_map_update_elem(flows, &key, &fresh, BPF_ANY);
-	if (err)
-		fall_back_to_ringbuf(&key, &fresh, err);
-	else
-		__sync_fetch_and_add(&fc_flows_inserted, 1);
+		track_handshake(&key, &pkt, counts.now);
+	count_in_table(&key, &counts);
 	return TC_ACT_UNSPEC;
 }
 

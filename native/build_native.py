@@ -2,7 +2,7 @@
 
 The cdef is read from the real headers, bpf/flow.h and native/fc_native.h, so
 the C compiler checks every struct and signature against what the kernel
-program and native/fc_native.c use. Not part of the installed package.
+program and native/*.c use. Not part of the installed package.
 """
 import os
 import re
@@ -46,7 +46,8 @@ ffibuilder.cdef(
 ffibuilder.set_source(
     "flowcollect.kernel._native",
     '#include <linux/types.h>\n#include "flow.h"\n#include "fc_native.h"\n',
-    sources=[os.path.relpath(os.path.join(NATIVE_DIR, "fc_native.c"), ROOT)],
+    sources=sorted(os.path.relpath(os.path.join(NATIVE_DIR, name), ROOT)
+                   for name in os.listdir(NATIVE_DIR) if name.endswith(".c")),
     include_dirs=[BPF_DIR, NATIVE_DIR, GENERATED_DIR],
     libraries=["bpf"],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],

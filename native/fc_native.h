@@ -14,11 +14,12 @@
 #define FC_NATIVE_H
 
 /* Maps reachable through fc_agent_map_fd(). */
-#define FC_MAP_FLOWS_A 0
-#define FC_MAP_FLOWS_B 1
-#define FC_MAP_FLOW_SLOT 2
+#define FC_MAP_TABLE 0          /* fc_table: the two halves' bucket arrays */
+#define FC_MAP_CPU_TABLES 1     /* fc_cpu_tables: each CPU's region in each half */
+#define FC_MAP_OVERFLOW 2       /* fc_overflow: the halves' overflow maps */
 #define FC_MAP_RINGBUF 3
 #define FC_MAP_COUNTERS 4
+#define FC_MAP_BSS 5            /* the programs' .bss: fc_table_active */
 
 /* Which of the two programs fc_agent_prog_fd() returns. */
 #define FC_PROG_INGRESS 0
@@ -36,10 +37,12 @@
 #define FC_FEATURE_DNS 4
 
 struct fc_load_opts {
-	__u32 max_flows;      /* entries of each flow map (cache_max_flows) */
+	__u32 max_flows;      /* the most flows a half holds, all CPUs together (cache_max_flows) */
+	const __u32 *region_caps; /* one per possible CPU: flows it may start in a half, at load */
+	__u32 overflow_flows; /* entries of each half's overflow map (flows whose bucket was full) */
 	__u32 ringbuf_bytes;  /* power of two, multiple of the page size */
 	__u32 sampling;       /* 1 in N packets; 0 or 1 = every packet */
-	__u32 drain_batch;    /* entries per batch syscall; 0 = default */
+	__u32 drain_batch;    /* entries per batch syscall (overflow and feature maps); 0 = default */
 	__u8 direction_mask;  /* enum fc_direction_mask */
 	__u8 debug;
 	__u8 attach_mode;     /* FC_ATTACH_* */
@@ -47,12 +50,14 @@ struct fc_load_opts {
 	__u32 features;       /* FC_FEATURE_* wanted: their programs are loaded, their hot-path code enabled */
 };
 
-/* What one swap-and-drain cost, for the agent's own metrics. */
+/* What one swap-and-drain cost and found, for the agent's own metrics. */
 struct fc_drain_stats {
-	__u64 swap_ns;    /* map-in-map slot update, including the RCU grace period */
-	__u64 drain_ns;   /* batch reads of the retired map and the per-CPU fold */
-	__u32 batches;    /* batch syscalls made */
-	__u32 used_batch_ops; /* 1 = batch syscalls, 0 = get-next-key fallback */
+	__u64 swap_ns;       /* the idle half laid out, the flip, the RCU grace period */
+	__u64 drain_ns;      /* the retired half read, folded across CPUs and cleared; its overflow map drained */
+	__u64 table_bytes;   /* both halves' bucket arrays, after the swap */
+	__u32 overflow_rows; /* rows that came from the overflow map */
+	__u32 batches;       /* batch syscalls made (the overflow map's; none when it was empty) */
+	__u32 resized;       /* 1: the idle half was made anew at another size before it became active */
 };
 
 /* One frame of a capture for fc_agent_replay (flowcollect/agent/replay.py builds them). */
@@ -77,10 +82,13 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out);
 void fc_agent_close(struct fc_agent *agent);
 
 /* Run captured frames through the programs (BPF_PROG_TEST_RUN, on the calling CPU) in order,
- * until all n ran or the flow maps gained stop_after_inserted new flows since the call (the
- * caller then swaps and drains, so the map never fills). Returns the frames that ran, or -errno. */
+ * until all n ran or a CPU's region of the active half reached stop_at_fill of its cap (the caller
+ * then swaps and drains, so the table never refuses a flow; 0: never stop). The agent must be one
+ * opened for replay: its table is written by these test runs only (they are preemptible, and a
+ * live program writing the same region would break its one writer). Returns the frames that ran,
+ * or -errno. */
 long fc_agent_replay(struct fc_agent *agent, const __u8 *data, const struct fc_replay_frame *frames, __u64 n,
-		     __u64 stop_after_inserted);
+		     double stop_at_fill);
 
 /* Attach the enabled programs on ifindex (in the caller's network namespace),
  * beside any qdisc, filters and TCX programs already there; detach removes only ours.
@@ -103,19 +111,25 @@ long fc_agent_prog_id(struct fc_agent *agent, int which);
  * ours and others', into ids[0..capacity). Returns how many there are (0 without TCX). */
 long fc_tcx_prog_ids(int ifindex, int ingress, __u32 *ids, __u32 capacity);
 
-/* Point the kernel at the idle flow map, then read and clear the retired one
- * into out[0..n): one row per flow, per-CPU values folded. capacity must be at
- * least max_flows. Returns n. */
-long fc_agent_swap_and_drain(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
-			     struct fc_drain_stats *stats);
+/* The flow table (bpf/table.bpf.h, native/fc_table.c). Lay out the idle half for next_caps (one
+ * cap per possible CPU: flows that CPU may start in the half; its region is made anew only when its
+ * size changes), point the programs at it, wait for those still writing the other, then read and
+ * clear that one into out[0..n): one row per flow, its slots of every CPU and its overflow-map
+ * values folded. capacity: at least the sum of the retired half's caps. Returns n. */
+long fc_agent_swap_and_drain(struct fc_agent *agent, const __u32 *next_caps, struct fc_flow_record *out,
+			     __u64 capacity, struct fc_drain_stats *stats);
+
+/* The flow table's hash of a key (bpf/flow_hash.h): its low bits pick the bucket in a region. */
+__u64 fc_key_hash(const struct fc_flow_key *key);
+
+/* The active half's region of every possible CPU, copied from the mapping (no syscall): its cap
+ * and what the programs counted so far. Returns the number of CPUs. */
+long fc_agent_table_regions(struct fc_agent *agent, struct fc_table_region *out, __u32 capacity);
 
 /* Copy up to capacity ring-buffer records into out, waiting up to timeout_ms
  * (0 = do not wait) for the first. Returns how many were copied. */
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
 			      int timeout_ms);
-
-/* New flows the programs inserted into the flow maps since load (a memory read, no syscall). */
-__u64 fc_agent_flows_inserted(struct fc_agent *agent);
 
 /* Remove every filter of ours, on every interface: nothing is counted after this. */
 void fc_agent_detach_all(struct fc_agent *agent);

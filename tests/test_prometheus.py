@@ -9,6 +9,7 @@ import prometheus_client
 
 from flowcollect.export.prometheus import health, server
 from flowcollect.export.prometheus.flow_counters import OVERFLOW, FlowMetrics
+from flowcollect.kernel.flow_kernel import DrainStats
 from flowcollect.records.batch import Enrichment, FlowBatch
 from tests.flowrows import flow_row
 from tests.metrics_http import samples
@@ -49,7 +50,8 @@ def collector_main(directory, port, ready, stop):
     health.kernel_counters({"packets_seen": 1500, "ringbuf_reserve_failed": 4, "lost_bytes": 400})
     health.flows_evicted("timer", 40)
     health.flows_evicted("map_full", 2)
-    health.drain_finished(0.02, 250, 1000)
+    health.drain_finished(DrainStats(swap_ns=15_000_000, drain_ns=5_000_000, batches=0, overflow_rows=0,
+                                     table_bytes=1 << 20, flow_cap=1000, next_flow_cap=2000, grown=2, shrunk=0), 250)
     health.worker_restarted()
     ready.set()
     stop.wait(30)
@@ -112,6 +114,10 @@ def test_counters_of_every_process_add_up_on_the_collectors_metrics(tmp_path):
     assert value("flowcollect_drain_duration_seconds_bucket", le="0.025") == 1
     assert value("flowcollect_drain_duration_seconds_bucket", le="0.01") == 0
     assert value("flowcollect_map_fill_ratio") == 0.25
+    assert value("flowcollect_table_bytes") == 1 << 20
+    assert value("flowcollect_table_flow_cap") == 2000
+    assert value("flowcollect_table_resizes_total", direction="grow") == 2
+    assert value("flowcollect_table_resizes_total", direction="shrink") == 0
     assert value("flowcollect_worker_restarts_total") == 1
 
 

@@ -187,7 +187,7 @@ class Collector:
         self.attacher = attacher
 
         map_tracer = MapTracer(kernel, config.cache_active_timeout, sampling=config.sampling,
-                               capacity=config.cache_max_flows, on_eviction=self._evicted_from_map,
+                               watch_fill=True, on_eviction=self._evicted_from_map,
                                drops=kernel if "drops" in config.features else None,
                                dns=kernel if "dns" in config.features else None,
                                rtt=kernel if "rtt" in config.features else None)
@@ -262,7 +262,7 @@ class Collector:
     def _evicted_from_map(self, reason: str, flows: int, stats: DrainStats) -> None:
         self.tracing.evicted()
         health.flows_evicted(reason, flows)
-        health.drain_finished((stats.swap_ns + stats.drain_ns) / 1e9, flows, self.config.cache_max_flows)
+        health.drain_finished(stats, flows)
 
     def _workers_working(self) -> int:
         """Workers that run and answer (a STATUS within the supervisor's heartbeat timeout): /healthz needs one."""

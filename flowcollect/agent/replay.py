@@ -1,10 +1,12 @@
 """`flowcollect replay FILE`: the kernel programs and the workers' stages over a capture, in this process.
 
 Every frame runs through the same fc_ingress / fc_egress programs as on a
-live interface (BPF_PROG_TEST_RUN, native/fc_native.c fc_agent_replay), into
-the same per-CPU flow maps, with the capture's time as the flows' times.
-Evictions follow the capture's clock: every cache_active_timeout of capture
-time, and whenever a map is half full, as the live map tracer does; so a
+live interface (BPF_PROG_TEST_RUN, native/fc_replay.c), into a flow table
+of its own (test runs are preemptible: a live program must never write the
+same table), with the capture's time as the flows' times. Evictions follow
+the capture's clock: every cache_active_timeout of capture time, and
+whenever a CPU's region of the table is half full, as the live map tracer
+does (so the ring buffer, which replay does not read, is never needed); so a
 capture and a live run of the same traffic give the same flows. Each capture
 interface has its own loaded programs (a lane), since the kernel runs every
 test frame on one device; its flows carry the interface's name and an index
@@ -23,6 +25,7 @@ from flowcollect.agent.ledger import Ledger, describe
 from flowcollect.export.ipfix import IpfixOptions
 from flowcollect.export.outputs import ExportSpec, Outputs, build_outputs
 from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.kernel.table_sizing import FILL_SHARE
 from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.deduper import Deduper
 from flowcollect.pipeline.map_tracer import MapTracer
@@ -53,7 +56,6 @@ class Lane:
     name: str
     kernel: FlowKernel
     tracer: MapTracer
-    inserted_at_swap: int = 0
 
 
 @dataclass
@@ -114,16 +116,14 @@ class Replay:
             start = end
 
     def _run(self, lane: Lane, chunk: Chunk, picked: np.ndarray) -> None:
-        half = max(1, self.config.cache_max_flows // 2)
         done = 0
         while done < len(picked):
-            room = half - (lane.kernel.flows_inserted() - lane.inserted_at_swap)
-            if room <= 0:
+            if lane.kernel.table_fill() >= FILL_SHARE:  # a frame adds at most one flow: never past the cap
                 self.evict(lane, "map_filling")
                 continue
             part = picked[done:]
             ran = lane.kernel.replay(chunk.data, chunk.offsets[part], chunk.lengths[part], chunk.tstamps_ns[part],
-                                     chunk.egress[part], stop_after_inserted=room)
+                                     chunk.egress[part], stop_at_fill=FILL_SHARE)
             done += ran
             self.now_ns = int(chunk.tstamps_ns[picked[done - 1]]) if done else self.now_ns
 
@@ -132,7 +132,6 @@ class Replay:
             self.evict(lane, reason)
 
     def evict(self, lane: Lane, reason: str) -> None:
-        lane.inserted_at_swap = lane.kernel.flows_inserted()
         batch = lane.tracer.evict(reason)
         if batch is None:
             return

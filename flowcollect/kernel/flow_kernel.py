@@ -1,9 +1,9 @@
-"""The kernel side as one Python object: a thin wrapper over native/fc_native.c.
+"""The kernel side as one Python object: a thin wrapper over native/ (fc_native.h).
 
 FlowKernel loads the programs with their map sizes, attaches them to
-interfaces, swaps-and-drains the flow map into numpy batches, consumes the
-ring buffer and reads the kernel counters. Every native call goes through
-bindings.check().
+interfaces, swaps-and-drains the flow table into numpy batches (sizing the
+next half as it goes: table_sizing.py), consumes the ring buffer and reads
+the kernel counters. Every native call goes through bindings.check().
 """
 import threading
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ import numpy as np
 from flowcollect.kernel.bindings import check, ffi, lib
 from flowcollect.kernel.features import mask as feature_mask
 from flowcollect.kernel.privileges import require_kernel_privileges
+from flowcollect.kernel.table_sizing import RegionUse, TableSizer
 from flowcollect.records.batch import empty
 from flowcollect.records.layout import COUNTER_NAMES, DNS_RECORD, DROP_RECORD, FLOW_METRICS, FLOW_RECORD, RTT_RECORD
 from flowcollect.settings.model import RINGBUF_DEFAULT_BYTES
@@ -37,12 +38,23 @@ _REPLAY_FRAME = np.dtype({
 
 @dataclass(frozen=True)
 class DrainStats:
-    """What one swap-and-drain cost (struct fc_drain_stats)."""
+    """What one swap-and-drain cost and found (struct fc_drain_stats), and the table it left."""
 
     swap_ns: int
     drain_ns: int
-    batches: int
-    used_batch_ops: bool
+    batches: int        # batch syscalls (the overflow map's; 0 when it was empty)
+    overflow_rows: int  # rows from the overflow map
+    table_bytes: int    # both halves' bucket arrays, after the swap
+    flow_cap: int       # flows the drained half could hold, all CPUs together
+    next_flow_cap: int  # flows the half now active can hold
+    grown: int          # CPU regions the swap made larger (table_sizing.py)
+    shrunk: int         # and smaller
+
+
+def overflow_flows(max_flows: int) -> int:
+    """Entries of each half's overflow map: flows whose bucket was full, a small share at the fills the table
+    runs at (docs/architecture.md), and the cap still bounds them."""
+    return max(64, max_flows // 8)
 
 
 def _rows(batch: np.ndarray) -> Any:
@@ -64,8 +76,13 @@ class FlowKernel:
                  ringbuf_bytes: int = RINGBUF_DEFAULT_BYTES, drain_batch: int = 0, debug: bool = False,
                  attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = ()) -> None:
         require_kernel_privileges()
+        self.ncpus = check(lib.fc_num_possible_cpus())
+        self.sizer = TableSizer(max_flows, self.ncpus)
+        self._next_caps = ffi.new("__u32[]", self.sizer.caps)
         opts = ffi.new("struct fc_load_opts *", {
             "max_flows": max_flows,
+            "region_caps": self._next_caps,
+            "overflow_flows": overflow_flows(max_flows),
             "ringbuf_bytes": ringbuf_bytes,
             "sampling": sampling,
             "drain_batch": drain_batch,
@@ -81,8 +98,10 @@ class FlowKernel:
         self.max_flows = max_flows
         self.sampling = sampling
         self.direction = direction
-        # Reused between calls: fresh pages are slow to touch on these hosts.
-        self._drain_rows = empty(max_flows)
+        # Reused between calls: fresh pages are slow to touch on these hosts. The drain's rows follow the
+        # table's caps (they grow with it), the others are fixed.
+        self._drain_rows = empty(sum(self.sizer.caps))
+        self._regions = ffi.new("struct fc_table_region[]", self.ncpus)
         self._ring_rows = empty(RINGBUF_BATCH)
         self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
         self._feature_counters = ffi.new("__u64[]", lib.FC_FEATURE_COUNTER_MAX)
@@ -135,33 +154,45 @@ class FlowKernel:
         with self._attachments:
             lib.fc_agent_detach_all(self._agent)
 
-    def flows_inserted(self) -> int:
-        """New flows the programs have inserted into the flow maps since load (no syscall: cheap to poll)."""
-        return int(lib.fc_agent_flows_inserted(self._agent))
+    def regions(self) -> list[RegionUse]:
+        """What each CPU's region of the active half holds so far (read from the mapping: no syscall)."""
+        check(lib.fc_agent_table_regions(self._agent, self._regions, self.ncpus))
+        return [RegionUse(int(r.cap), int(r.flows), int(r.overflowed), int(r.refused)) for r in self._regions]
+
+    def table_fill(self) -> float:
+        """The largest share of its cap a CPU's region of the active half has used (cheap: polled in floods)."""
+        return max((use.flows / use.cap if use.cap else float(use.refused > 0) for use in self.regions()),
+                   default=0.0)
 
     def replay(self, data: bytearray, offsets: np.ndarray, lengths: np.ndarray, tstamps_ns: np.ndarray,
-               egress: np.ndarray, stop_after_inserted: int = 0) -> int:
+               egress: np.ndarray, stop_at_fill: float = 0.0) -> int:
         """Run captured frames through the programs, in order (a FlowKernel made with replay=True: the
-        flows' times are the frames' tstamps_ns, epoch ns). Stops early once the flow maps gained
-        stop_after_inserted new flows (0: never); returns how many frames ran."""
+        flows' times are the frames' tstamps_ns, epoch ns). Stops early once a CPU's region of the
+        active half holds stop_at_fill of its cap (0: never); returns how many frames ran."""
         n = len(offsets)
         frames = ffi.new("struct fc_replay_frame[]", max(1, n))
         view = np.frombuffer(ffi.buffer(frames), dtype=_REPLAY_FRAME, count=n)
         view["offset"], view["length"], view["egress"], view["tstamp_ns"] = offsets, lengths, egress, tstamps_ns
-        return check(lib.fc_agent_replay(self._agent, ffi.from_buffer("__u8[]", data), frames, n,
-                                         stop_after_inserted))
+        return check(lib.fc_agent_replay(self._agent, ffi.from_buffer("__u8[]", data), frames, n, stop_at_fill))
 
     def swap_and_drain(self, out: np.ndarray | None = None) -> tuple[np.ndarray, DrainStats]:
-        """Swap the flow maps and drain the retired one.
+        """Swap the flow table's halves and drain the retired one; the idle half is sized first (table_sizing.py).
 
         Returns (batch, stats): batch is a view of `out` (default: a buffer
         owned by this object and overwritten by the next call) holding one
-        row per flow with the per-CPU values folded.
+        row per flow, its counts on every CPU folded.
         """
+        retired_caps = sum(self.sizer.caps)
+        grown, shrunk = self.sizer.grown, self.sizer.shrunk
+        # Every swap lays the idle half out for the caps (it may still have those of two swaps ago).
+        self._next_caps[0:self.ncpus] = self.sizer.next_caps(self.regions())
+        if out is None and len(self._drain_rows) < retired_caps:
+            self._drain_rows = empty(retired_caps)
         rows = self._drain_rows if out is None else out
-        n = check(lib.fc_agent_swap_and_drain(self._agent, _rows(rows), len(rows), self._stats))
+        n = check(lib.fc_agent_swap_and_drain(self._agent, self._next_caps, _rows(rows), len(rows), self._stats))
         s = self._stats
-        return rows[:n], DrainStats(s.swap_ns, s.drain_ns, s.batches, bool(s.used_batch_ops))
+        return rows[:n], DrainStats(s.swap_ns, s.drain_ns, s.batches, s.overflow_rows, s.table_bytes, retired_caps,
+                                    sum(self.sizer.caps), self.sizer.grown - grown, self.sizer.shrunk - shrunk)
 
     def swap_and_drain_drops(self) -> np.ndarray:
         """Swap the drop maps and drain the retired one (--features drops; else no rows): DROP_RECORD

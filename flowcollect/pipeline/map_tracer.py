@@ -1,13 +1,14 @@
-"""Map tracer: evicts the kernel's flow map every eviction_timeout, at once on flush(), and early when it fills.
+"""Map tracer: evicts the kernel's flow table every eviction_timeout, at once on flush(), and early when it fills.
 
-Each eviction swaps the kernel's flow maps and drains the retired one (the
-fetcher: FlowKernel.swap_and_drain, which also folds the per-CPU values),
-then converts the monotonic first/last-seen times to wall-clock time with one
-(wall, monotonic) pair read just before the swap. A flush() that arrives while
-an eviction runs is not lost, as it is in the seed: it runs another eviction
-right after. With the map's capacity given, it also swaps as soon as the
-active map nears full (fill_watch.py), so a flood of new flows is drained
-in time instead of spilling into the ring buffer. With a drop fetcher
+Each eviction swaps the halves of the kernel's flow table and drains the
+retired one (the fetcher: FlowKernel.swap_and_drain, which also folds each
+flow's counts from every CPU), then converts the monotonic first/last-seen
+times to wall-clock time with one (wall, monotonic) pair read just before the
+swap. A flush() that arrives while an eviction runs is not lost, as it is in
+the seed: it runs another eviction right after. With watch_fill, it also
+swaps as soon as a CPU's region of the active half nears its cap
+(fill_watch.py), so a flood of new flows is drained in time instead of
+spilling into the ring buffer. With a drop fetcher
 (--features drops), the drop maps are swapped and drained right after the
 flow maps and joined onto the flows (drop_join.py); so are the DNS maps with
 a DNS fetcher (--features dns, dns_join.py) and the RTT maps with an RTT
@@ -46,14 +47,14 @@ class MapTracer:
     eviction_timeout: seconds. sampling: the kernel's 1-in-N rate, carried into
     every row. clock: wall-clock epoch ns; mono_clock: monotonic ns, the clock
     of bpf_ktime_get_ns(). These two date the flows; the period runs on
-    period_clock (monotonic seconds). capacity: flows one kernel map holds, to
-    swap early when the active one nears full (None: only by time and flush).
+    period_clock (monotonic seconds). watch_fill: swap early when a CPU's region
+    of the active half nears its cap (else only by time and flush).
     drops, dns, rtt: the kernel's drop, DNS and RTT maps (--features), or None.
     """
 
     def __init__(self, fetcher: MapFetcher, eviction_timeout: float, *, sampling: int = 0, clock: Clock = time.time_ns,
                  mono_clock: Clock = time.monotonic_ns, period_clock: PeriodClock = time.monotonic,
-                 capacity: int | None = None, on_eviction: EvictionListener | None = None,
+                 watch_fill: bool = False, on_eviction: EvictionListener | None = None,
                  drops: DropFetcher | None = None, dns: DnsFetcher | None = None,
                  rtt: RttFetcher | None = None) -> None:
         self._fetcher = fetcher
@@ -72,8 +73,7 @@ class MapTracer:
         # Set once the tracer has made its last evictions: after it, no program writes the maps,
         # so the ring-buffer tracer (which stops on this) reads the last of the ring buffer then.
         self.finished = threading.Event()
-        self._fill = None if capacity is None else FillWatch(fetcher.flows_inserted, capacity, period_clock,
-                                                             idle_check_s=STOP_POLL_S)
+        self._fill = FillWatch(fetcher.table_fill, period_clock, idle_check_s=STOP_POLL_S) if watch_fill else None
         self._on_eviction = on_eviction or (lambda reason, flows, stats: None)
 
     def flush(self) -> None:

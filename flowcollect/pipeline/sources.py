@@ -9,7 +9,7 @@ from flowcollect.records.layout import Rows
 
 
 class DrainStats(Protocol):
-    """What one swap-and-drain cost."""
+    """What one swap-and-drain cost, and the table it left (kernel/flow_kernel.py DrainStats)."""
 
     @property
     def swap_ns(self) -> int: ...
@@ -17,16 +17,31 @@ class DrainStats(Protocol):
     @property
     def drain_ns(self) -> int: ...
 
+    @property
+    def table_bytes(self) -> int: ...
+
+    @property
+    def flow_cap(self) -> int: ...
+
+    @property
+    def next_flow_cap(self) -> int: ...
+
+    @property
+    def grown(self) -> int: ...
+
+    @property
+    def shrunk(self) -> int: ...
+
 
 class MapFetcher(Protocol):
-    """Swaps the kernel's flow maps and drains the retired one."""
+    """Swaps the halves of the kernel's flow table and drains the retired one."""
 
     def swap_and_drain(self) -> tuple[Rows, DrainStats]:
-        """FLOW_RECORD rows, per-CPU values folded (a buffer reused by the next call), and what it cost."""
+        """FLOW_RECORD rows, every CPU's counts folded (a buffer reused by the next call), and what it cost."""
         ...
 
-    def flows_inserted(self) -> int:
-        """New flows inserted into the maps since they were made (cheap: polled during floods)."""
+    def table_fill(self) -> float:
+        """The largest share of its cap a CPU's region of the active half holds (cheap: polled during floods)."""
         ...
 
 

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 import prometheus_client
 from prometheus_client import values
 
+from flowcollect.pipeline.sources import DrainStats
 from flowcollect.records.tally import LOSS_CAUSES
 from flowcollect.transport import wire
 
@@ -58,7 +59,10 @@ KERNEL_COUNTERS = {
     "sampled_out": ("flowcollect_kernel_sampled_out_packets_total", "Frames skipped by sampling"),
     "parse_failed": ("flowcollect_kernel_parse_failures_total", "Packets whose headers could not be parsed"),
     "map_insert_failed": ("flowcollect_kernel_map_insert_failures_total",
-                          "New flows that did not fit in the flow map (sent through the ring buffer)"),
+                          "New flows the flow table refused, past its cap or the overflow map's (sent through the "
+                          "ring buffer)"),
+    "overflow_packets": ("flowcollect_kernel_overflow_packets_total",
+                         "Frames counted in the flow table's overflow map: their flow's bucket was full"),
     "ringbuf_submitted": ("flowcollect_ringbuf_records_total", "One-packet flows sent through the ring buffer"),
     "lost_bytes": ("flowcollect_lost_bytes_total", "Bytes of the packets lost in the kernel (ring_buffer_full)"),
 }
@@ -101,8 +105,19 @@ class _Metrics:
             self.evicted.labels(reason)
         self.drain = histogram("flowcollect_drain_duration_seconds",
                                "Time of one swap-and-drain of the kernel flow map", buckets=DRAIN_BUCKETS)
-        self.map_fill = gauge("flowcollect_map_fill_ratio", "Flows in the map at the last drain / map capacity",
+        self.map_fill = gauge("flowcollect_map_fill_ratio",
+                              "Flows in the flow table half at the last drain / the flows it could hold (its caps)",
                               multiprocess_mode="livemostrecent")
+        self.table_bytes = gauge("flowcollect_table_bytes", "Memory of the kernel flow table's two halves",
+                                 multiprocess_mode="livemostrecent")
+        self.table_flow_cap = gauge("flowcollect_table_flow_cap",
+                                    "Flows the active half of the kernel flow table can hold, all CPUs together",
+                                    multiprocess_mode="livemostrecent")
+        self.table_resizes = counter("flowcollect_table_resizes_total",
+                                     "CPU regions of the flow table made larger (it filled, overflowed or refused "
+                                     "flows) or smaller (quiet), by direction", ["direction"])
+        for direction in ("grow", "shrink"):
+            self.table_resizes.labels(direction)
         self.dedup_dropped = counter("flowcollect_dedup_dropped_flows_total",
                                      "Flows dropped as duplicates seen on another interface")
         self.lost_packets = counter("flowcollect_lost_packets_total",
@@ -176,11 +191,17 @@ def flows_evicted(reason: str, count: int) -> None:
     metrics().evicted.labels(reason).inc(count)
 
 
-def drain_finished(seconds: float, flows: int, capacity: int) -> None:
-    """One swap-and-drain took `seconds` and found `flows` in a map of `capacity` entries."""
+def drain_finished(stats: DrainStats, flows: int) -> None:
+    """One swap-and-drain (its cost and the table it left, stats) found `flows`."""
     m = metrics()
-    m.drain.observe(seconds)
-    m.map_fill.set(flows / capacity if capacity else 0.0)
+    m.drain.observe((stats.swap_ns + stats.drain_ns) / 1e9)
+    m.map_fill.set(flows / stats.flow_cap if stats.flow_cap else 0.0)
+    m.table_bytes.set(stats.table_bytes)
+    m.table_flow_cap.set(stats.next_flow_cap)
+    if stats.grown:
+        m.table_resizes.labels("grow").inc(stats.grown)
+    if stats.shrunk:
+        m.table_resizes.labels("shrink").inc(stats.shrunk)
 
 
 def worker_restarted() -> None:
