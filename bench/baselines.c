@@ -8,6 +8,7 @@
  * frame, repeated, or over a run of frames that are each a new flow.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -193,6 +194,39 @@ int fcb_load_first_prog(const char *object_path)
 	/* Our own reference keeps the program loaded once the object is closed. */
 	fd = prog ? dup(bpf_program__fd(prog)) : -ENOENT;
 	if (fd < 0 && prog)
+		fd = -errno;
+out:
+	bpf_object__close(obj);
+	return fd;
+}
+
+int fcb_load_prog(const char *object_path, const char *name)
+{
+	struct bpf_object *obj = bpf_object__open_file(object_path, NULL);
+	struct bpf_program *prog, *wanted = NULL;
+	int fd;
+
+	if (!obj)
+		return -errno;
+	/* Only the named program: an object's others (tracing programs, say) may not load on this kernel. */
+	bpf_object__for_each_program(prog, obj) {
+		bool it = !strcmp(bpf_program__name(prog), name);
+
+		bpf_program__set_autoload(prog, it);
+		if (it)
+			wanted = prog;
+	}
+	if (!wanted) {
+		fd = -ENOENT;
+		goto out;
+	}
+	if (bpf_object__load(obj)) {
+		fd = -errno;
+		goto out;
+	}
+	/* Our own reference keeps the program (and the maps it uses) loaded once the object is closed. */
+	fd = dup(bpf_program__fd(wanted));
+	if (fd < 0)
 		fd = -errno;
 out:
 	bpf_object__close(obj);

@@ -16,6 +16,8 @@ long fcb_test_run_new_flows(int prog_fd, void *frame, __u32 len, __u32 src_ip_of
 			    __u64 *total_ns);
 /* Open and load a BPF object file; an fd of its first program (close it), or -errno. */
 int fcb_load_first_prog(const char *object_path);
+/* The same for the program called `name`, the object's others not loaded. */
+int fcb_load_prog(const char *object_path, const char *name);
 /* For bench/end_to_end.py: reach a running agent's maps by id. */
 int bpf_map_get_fd_by_id(__u32 id);
 /* For bench/overhead.py: the kernel's run-time statistics of programs on real traffic.

@@ -27,6 +27,12 @@ enum fc_direction_mask {
 	FC_TRACE_BOTH = 3,
 };
 
+/* Load-time choice of the clock the flows' times come from (const volatile fc_clock_mode, bpf/clock.bpf.h). */
+enum fc_clock_mode {
+	FC_CLOCK_FINE = 0, /* bpf_ktime_get_ns() for every packet */
+	FC_CLOCK_TICK = 1, /* a 1 ms tick's reading, the fine clock when the tick is late */
+};
+
 /*
  * TCP flags, OR-ed over every packet of a flow. The low byte is the TCP
  * header's flag byte as is (so it exports unchanged as IPFIX tcpControlBits);
@@ -113,40 +119,47 @@ struct fc_flow_record {
 
 /* ---- The flow table (bpf/table.bpf.h, native/fc_table.c; docs/architecture.md) ---- */
 
-/* Slots of a bucket: a flow's probes stay in its bucket, so one lookup finds them all. */
-#define FC_BUCKET_SLOTS 16
+/* Pairs of an index bucket: a flow's probes stay in its bucket, so one lookup finds them all. */
+#define FC_BUCKET_PAIRS 16
 
 /*
- * One flow in a CPU's region of the table. Written only by that CPU's
- * programs while its half is active, read and cleared by user space once the
- * half is retired. packets 0: a free slot. hash: of the key, compared before
- * the key (a probe past another flow reads one cache line, not two) and reused
- * by the drain's fold across CPUs. 128 bytes: two cache lines.
+ * One flow in a CPU's region of the table, appended in the order flows
+ * start: written only by that CPU's programs while its half is active, read
+ * by user space once the half is retired. hash: of the key, compared before
+ * the key, and reused by the drain's fold across CPUs. 128 bytes: two cache
+ * lines, the key in the first.
  */
-struct fc_table_slot {
+struct fc_table_entry {
 	struct fc_flow_key key;
 	struct fc_flow_metrics metrics;
 	__u64 hash;
-	__u8 pad_slot[16];
+	__u8 pad_entry[16];
 };
 
-/* The element of a half's bucket array: 2 KiB. */
+/* A slot of an index bucket: a flow's entry (its number in the region + 1; 0: free) and 32 bits of its hash. */
+struct fc_table_pair {
+	__u32 tag;
+	__u32 entry;
+};
+
+/* An index bucket: 128 bytes, the size of an entry, so that both are elements of one array. */
 struct fc_table_bucket {
-	struct fc_table_slot slots[FC_BUCKET_SLOTS];
+	struct fc_table_pair pairs[FC_BUCKET_PAIRS];
 };
 
 /*
- * One CPU's part of one half of the table. The layout (first_bucket,
- * bucket_mask, cap) is written by user space while the half is idle; the
- * counts by that CPU's programs only (plain adds), read by user space through
- * the mapping to swap before the half fills. 64 bytes: one cache line.
+ * One CPU's part of one half of the table: its index buckets, then its
+ * entries, elements of the half's array. The layout (first_bucket,
+ * bucket_mask, first_entry, cap) is written by user space while the half is
+ * idle; the counts by that CPU's programs only (plain adds), read by user
+ * space through the mapping to swap before the region fills. 64 bytes.
  */
 struct fc_table_region {
-	__u32 first_bucket; /* of this CPU's region in the half's bucket array */
-	__u32 bucket_mask;  /* buckets of the region - 1 (a power of two - 1) */
-	__u32 cap;          /* flows this CPU may start in the half: in slots and in the overflow map */
-	__u32 pad_region;
-	__u64 flows;        /* flows started in the half: slots and overflow map */
+	__u32 first_bucket; /* element of the region's first index bucket */
+	__u32 bucket_mask;  /* index buckets of the region - 1 (a power of two - 1) */
+	__u32 first_entry;  /* element of its first entry: the region holds `cap` of them */
+	__u32 cap;          /* flows this CPU may start in the half: entries and overflow-map flows */
+	__u64 flows;        /* flows started in the half: entries, and overflow-map flows */
 	__u64 overflowed;   /* of them, the ones in the overflow map (their bucket was full) */
 	__u64 refused;      /* packets of new flows past the cap or the overflow map: sent to the ring buffer */
 	__u8 pad_counts[24];

@@ -404,6 +404,7 @@ static __always_inline void parse_frame(const struct fc_frame *f, struct fc_flow
 #include "dns.bpf.h"
 #include "rtt.bpf.h"
 
+#include "clock.bpf.h"
 #include "table.bpf.h"
 
 static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
@@ -440,7 +441,8 @@ static __always_inline int account_packet(struct __sk_buff *skb, __u8 direction)
 	counts.bytes = skb->len;
 	if (pkt.segments > 1 && pkt.header_len)
 		counts.bytes += (pkt.segments - 1) * pkt.header_len;
-	counts.now = fc_replay ? skb->tstamp : bpf_ktime_get_ns();
+	/* The features measure latencies in microseconds: they read the fine clock, and the flow takes it too. */
+	counts.now = fc_dns || fc_rtt ? fine_clock(skb) : packet_clock(skb);
 	counts.tcp_flags = pkt.tcp_flags;
 	counts.dscp = pkt.dscp;
 	if (fc_dns)

@@ -3,12 +3,15 @@
  * The flow table: per-CPU open addressing in memory user space maps.
  *
  * Two halves; the programs write the one fc_table_active names, user space
- * drains the other (native/fc_table.c). A half is an array of 2 KiB buckets
- * (struct fc_table_bucket) made by user space at the size the half needs, with
- * a region of its own for every CPU (struct fc_table_region in fc_cpu_tables),
- * so each CPU writes only its own slots: one writer, plain adds, no locks, no
- * atomics. A flow's hash picks its bucket in the region and its first slot in
- * the bucket; its probes stay in the bucket (one map lookup finds them all).
+ * drains the other (native/fc_table.c). A half is one array of 128-byte
+ * elements made by user space at the size the half needs, with a region of
+ * its own for every CPU (struct fc_table_region in fc_cpu_tables), so each
+ * CPU writes only its own memory: one writer, plain adds, no locks, no
+ * atomics. A region is an index of buckets (16 pairs of a hash tag and an
+ * entry number), then the entries themselves, appended in the order flows
+ * start: a new flow writes one index pair and the next entry, so inserts and
+ * the drain run through memory in order. A flow's hash picks its bucket and
+ * its first pair; its probes stay in the bucket (one lookup finds them all).
  *
  * A new flow whose bucket is full goes to the overflow map (a per-CPU hash,
  * one per half, found through fc_overflow with the same active index); one
@@ -42,23 +45,24 @@ struct {
 } fc_cpu_tables SEC(".maps");
 
 /*
- * A half's bucket array. User space makes each one at its own size (BPF_F_INNER_MAP: the
- * halves may differ in max_entries), maps it, and puts it into fc_table before the flip.
- * Sizes rather than types: user space makes the arrays without BTF, and the template must match.
+ * A half: index buckets and entries, 128 bytes each. User space makes each half at its own size
+ * (BPF_F_INNER_MAP: the halves may differ in max_entries), maps it, and puts it into fc_table before
+ * the flip. Sizes rather than types: user space makes the arrays without BTF, and the template must
+ * match.
  */
-struct fc_bucket_array {
+struct fc_half_array {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
 	__uint(max_entries, 1);
 	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct fc_table_bucket));
+	__uint(value_size, sizeof(struct fc_table_entry));
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 2);
 	__type(key, __u32);
-	__array(values, struct fc_bucket_array);
+	__array(values, struct fc_half_array);
 } fc_table SEC(".maps");
 
 /* Flows whose bucket was full: a per-CPU hash per half, indexed like fc_table. */
@@ -178,40 +182,46 @@ static __always_inline void count_overflow(struct fc_table_region *region, __u32
 /* Add the packet to its flow in this CPU's region of the active half. */
 static __always_inline void count_in_table(const struct fc_flow_key *key, const struct fc_packet_counts *p)
 {
-	__u32 cpu = bpf_get_smp_processor_id(), half, i, first;
+	__u32 cpu = bpf_get_smp_processor_id(), half, i, at, first, tag;
 	struct fc_table_region *region;
 	struct fc_table_bucket *bucket;
-	struct fc_table_slot *slot = NULL;
+	struct fc_table_pair *pair = NULL;
+	struct fc_table_entry *entry;
 	struct fc_cpu_table *mine;
-	void *buckets;
+	void *elements;
 	__u64 hash;
 
 	mine = bpf_map_lookup_elem(&fc_cpu_tables, &cpu);
 	half = *(volatile __u32 *)&fc_table_active & 1;
-	buckets = bpf_map_lookup_elem(&fc_table, &half);
-	if (!mine || !buckets) {
+	elements = bpf_map_lookup_elem(&fc_table, &half);
+	if (!mine || !elements) {
 		count(FC_COUNTER_NO_FLOW_MAP, p->segments);
 		return;
 	}
 	region = &mine->half[half];
 	hash = fc_flow_hash(key);
-	i = region->first_bucket + ((__u32)hash & region->bucket_mask);
-	bucket = bpf_map_lookup_elem(buckets, &i);
+	tag = (__u32)(hash >> 32);
+	at = region->first_bucket + ((__u32)hash & region->bucket_mask);
+	bucket = bpf_map_lookup_elem(elements, &at);
 	if (!bucket) { /* a region outside its half: never, unless user space laid it out wrong */
 		count(FC_COUNTER_NO_FLOW_MAP, p->segments);
 		return;
 	}
-	first = (__u32)(hash >> 40);
-	for (i = 0; i < FC_BUCKET_SLOTS; i++) {
-		slot = &bucket->slots[(first + i) & (FC_BUCKET_SLOTS - 1)];
-		if (!slot->metrics.packets)
-			break; /* a free slot: the flow is new (slots are filled in probe order, never freed in a half) */
-		if (slot->hash == hash && same_key(&slot->key, key)) {
-			add_packet(&slot->metrics, p);
+	first = tag >> 8;
+	for (i = 0; i < FC_BUCKET_PAIRS; i++) {
+		pair = &bucket->pairs[(first + i) & (FC_BUCKET_PAIRS - 1)];
+		if (!pair->entry)
+			break; /* a free pair: the flow is new (pairs are taken in probe order, never freed in a half) */
+		if (pair->tag != tag)
+			continue;
+		at = region->first_entry + pair->entry - 1;
+		entry = bpf_map_lookup_elem(elements, &at);
+		if (entry && entry->hash == hash && same_key(&entry->key, key)) {
+			add_packet(&entry->metrics, p);
 			return;
 		}
 	}
-	if (i == FC_BUCKET_SLOTS || !slot) {
+	if (i == FC_BUCKET_PAIRS || !pair) {
 		count_overflow(region, half, key, p);
 		return;
 	}
@@ -219,9 +229,19 @@ static __always_inline void count_in_table(const struct fc_flow_key *key, const 
 		refuse(region, key, p, -FC_E2BIG);
 		return;
 	}
-	__builtin_memcpy(&slot->key, key, sizeof(*key));
-	slot->hash = hash;
-	start_flow(&slot->metrics, p);
+	/* The region's next entry: flows started in it so far, less those the overflow map holds. */
+	first = (__u32)(region->flows - region->overflowed);
+	at = region->first_entry + first;
+	entry = bpf_map_lookup_elem(elements, &at);
+	if (!entry) {
+		count(FC_COUNTER_NO_FLOW_MAP, p->segments);
+		return;
+	}
+	__builtin_memcpy(&entry->key, key, sizeof(*key));
+	entry->hash = hash;
+	start_flow(&entry->metrics, p);
+	pair->tag = tag;
+	pair->entry = first + 1;
 	region->flows++;
 }
 

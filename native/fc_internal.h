@@ -75,12 +75,12 @@ long fc_swapped_drain(struct fc_agent *agent, struct fc_swapped_map *m, int fd, 
 
 /* ---- fc_table.c ---- */
 
-/* One half of the flow table: its bucket array and the mapping of it. */
+/* One half of the flow table: its array of index buckets and entries, and the mapping of it. */
 struct fc_table_half {
 	int fd;
-	struct fc_table_bucket *buckets;
+	struct fc_table_entry *elements; /* 128-byte elements: a region's buckets, then its entries */
 	size_t bytes;
-	__u32 n_buckets;
+	__u32 n_elements;
 	__u32 *caps;          /* ncpus: the caps it was laid out for */
 };
 

@@ -65,6 +65,29 @@ static int probe_batch_ops(void)
 	return err == 0 || err == -ENOENT;
 }
 
+/* Arm the 1 ms tick of bpf/clock.bpf.h (when the load asked for it): it runs until the agent closes. */
+static int start_clock_tick(struct fc_agent *agent)
+{
+	__u8 frame[64] = { 0 }; /* a test run needs an Ethernet header's worth of data */
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = sizeof(frame), .repeat = 1);
+	int err;
+
+	if (!bpf_program__autoload(agent->skel->progs.fc_clock_start))
+		return 0;
+	err = bpf_prog_test_run_opts(bpf_program__fd(agent->skel->progs.fc_clock_start), &opts);
+	if (err)
+		return fc_fail(err, "starting the 1 ms clock tick");
+	if (opts.retval)
+		return fc_fail(-EINVAL, "starting the 1 ms clock tick (BPF timers: step %u failed)", opts.retval);
+	return 0;
+}
+
+void fc_agent_clock_ticks(struct fc_agent *agent, __u64 *ticks, __u64 *late_max_ns)
+{
+	*ticks = __atomic_load_n(&agent->skel->bss->fc_clock_ticks, __ATOMIC_RELAXED);
+	*late_max_ns = __atomic_load_n(&agent->skel->bss->fc_clock_late_max_ns, __ATOMIC_RELAXED);
+}
+
 static bool is_power_of_two(__u32 v)
 {
 	return v && !(v & (v - 1));
@@ -114,6 +137,8 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 	agent->skel->rodata->fc_direction_mask = opts->direction_mask;
 	agent->skel->rodata->fc_debug = opts->debug;
 	agent->skel->rodata->fc_replay = opts->replay;
+	agent->skel->rodata->fc_clock_mode = opts->clock;
+	bpf_program__set_autoload(agent->skel->progs.fc_clock_start, opts->clock == FC_CLOCK_TICK && !opts->replay);
 	if ((err = bpf_map__set_max_entries(agent->skel->maps.fc_cpu_tables, ncpus)) ||
 	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_overflow_a, opts->overflow_flows)) ||
 	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_overflow_b, opts->overflow_flows)) ||
@@ -163,7 +188,7 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(-ENOMEM, "allocating the counters' buffer");
 		goto fail;
 	}
-	if ((err = fc_ringbuf_open(agent)) || (err = fc_features_after_load(agent)))
+	if ((err = fc_ringbuf_open(agent)) || (err = fc_features_after_load(agent)) || (err = start_clock_tick(agent)))
 		goto fail;
 	*out = agent;
 	return 0;

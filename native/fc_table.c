@@ -2,14 +2,16 @@
 /*
  * The flow table (bpf/table.bpf.h): its two halves, laid out per CPU; the
  * swap; and the drain, which reads the retired half through its mapping (no
- * syscall), folds each flow's rows from every CPU region and from the
- * overflow map into one output row, and clears what it read.
+ * syscall), folds each flow's entries from every CPU region and its
+ * overflow-map values into one output row, and clears the index.
  *
- * A half is one BPF_F_MMAPABLE array of 2 KiB buckets, made here at the size
- * its CPUs' caps need and put into the fc_table array-of-maps while idle. A
- * CPU's region holds the power of two of buckets that keeps it at most half
- * full at its cap (2 x cap slots, rounded up), so that a flow's bucket is
- * rarely full (docs/architecture.md has the figures and the memory formula).
+ * A half is one BPF_F_MMAPABLE array of 128-byte elements, made here at the
+ * size its CPUs' caps need and put into the fc_table array-of-maps while idle.
+ * A CPU's region is a power of two of index buckets (16 pairs each) that
+ * keeps the index at most half full at its cap, then as many entries as
+ * those buckets serve at that fill (8 per bucket), so that a flow's bucket is
+ * rarely full and a cap can move within the same buckets without a new array
+ * (docs/architecture.md has the figures and the memory formula).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,8 +22,10 @@
 #include "fc_internal.h"
 #include "flow_hash.h"
 
-/* A half's bucket array is one map: 2^22 buckets of 2 KiB, 8 GiB, is more than any host gives it. */
-#define FC_MAX_HALF_BUCKETS (1u << 22)
+/* A half is one map of 128-byte elements: 2^26 of them, 8 GiB, is more than any host gives it. */
+#define FC_MAX_HALF_ELEMENTS (1u << 26)
+/* Entries a bucket serves: its pairs at the fill the index is sized for (half full at the cap). */
+#define FC_ENTRIES_PER_BUCKET (FC_BUCKET_PAIRS / 2)
 
 static size_t page_round(size_t bytes)
 {
@@ -39,10 +43,10 @@ static __u32 next_pow2(__u64 v)
 	return p;
 }
 
-/* Buckets of a region whose cap is `cap` flows: 2 x cap slots, a power of two, at least one bucket. */
+/* Index buckets of a region whose cap is `cap` flows: 2 x cap pairs, a power of two, at least one bucket. */
 static __u32 region_buckets(__u32 cap)
 {
-	return next_pow2(((__u64)cap * 2 + FC_BUCKET_SLOTS - 1) / FC_BUCKET_SLOTS);
+	return next_pow2(((__u64)cap + FC_ENTRIES_PER_BUCKET - 1) / FC_ENTRIES_PER_BUCKET);
 }
 
 /* Add one CPU's (or one overflow value's) count of a flow to its folded row. */
@@ -81,22 +85,22 @@ static void fold_flow(const void *values, __u32 ncpus, void *out)
 	fc_fold_percpu(values, ncpus, out);
 }
 
-/* Unmap and close a half's bucket array (its caps stay: they are the half's, not the array's). */
+/* Unmap and close a half's array (its caps stay: they are the half's, not the array's). */
 static void unmap_half(struct fc_table_half *half)
 {
-	if (half->buckets)
-		munmap(half->buckets, page_round(half->bytes));
+	if (half->elements)
+		munmap(half->elements, page_round(half->bytes));
 	if (half->fd >= 0)
 		close(half->fd);
-	half->buckets = NULL;
+	half->elements = NULL;
 	half->fd = -1;
 	half->bytes = 0;
-	half->n_buckets = 0;
+	half->n_elements = 0;
 }
 
 /*
- * Lay out idle half h for caps (one per possible CPU). When every region keeps its size only the caps
- * change; else a bucket array of the new size is made, mapped and put into fc_table[h] (the update waits
+ * Lay out idle half h for caps (one per possible CPU). When every region keeps its bucket count only the
+ * caps change; else an array of the new size is made, mapped and put into fc_table[h] (the update waits
  * an RCU grace period, harmless: no program reads an idle half) and the old one goes. *resized: 1 then.
  */
 static int lay_out_half(struct fc_agent *agent, int h, const __u32 *caps, bool *resized)
@@ -105,7 +109,7 @@ static int lay_out_half(struct fc_agent *agent, int h, const __u32 *caps, bool *
 	struct fc_table *t = &agent->table;
 	struct fc_table_half *half = &t->half[h];
 	__u64 total = 0;
-	__u32 cpu, first, key = h;
+	__u32 cpu, at, key = h;
 	bool same = half->fd >= 0;
 	size_t bytes;
 	void *mem;
@@ -115,19 +119,19 @@ static int lay_out_half(struct fc_agent *agent, int h, const __u32 *caps, bool *
 		__u32 buckets = region_buckets(caps[cpu]);
 
 		same = same && t->cpus[cpu].half[h].bucket_mask + 1 == buckets;
-		total += buckets;
+		total += (__u64)buckets * (1 + FC_ENTRIES_PER_BUCKET);
 	}
-	if (total > FC_MAX_HALF_BUCKETS)
-		return fc_fail(-E2BIG, "a flow table half of %llu buckets (at most %u)", (unsigned long long)total,
-			       FC_MAX_HALF_BUCKETS);
+	if (total > FC_MAX_HALF_ELEMENTS)
+		return fc_fail(-E2BIG, "a flow table half of %llu MiB (caps too large)",
+			       (unsigned long long)total * sizeof(struct fc_table_entry) >> 20);
 	*resized = !same;
 	if (!same) {
-		fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "fc_table_half", sizeof(__u32), sizeof(struct fc_table_bucket),
+		fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "fc_table_half", sizeof(__u32), sizeof(struct fc_table_entry),
 				    (__u32)total, &opts);
 		if (fd < 0)
 			return fc_fail(-errno, "making a flow table half of %llu KiB",
-				       (unsigned long long)total * sizeof(struct fc_table_bucket) / 1024);
-		bytes = (size_t)total * sizeof(struct fc_table_bucket);
+				       (unsigned long long)total * sizeof(struct fc_table_entry) / 1024);
+		bytes = (size_t)total * sizeof(struct fc_table_entry);
 		mem = mmap(NULL, page_round(bytes), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (mem == MAP_FAILED || bpf_map_update_elem(bpf_map__fd(agent->skel->maps.fc_table), &key, &fd, BPF_ANY)) {
 			int err = fc_fail(-errno, "%s a flow table half", mem == MAP_FAILED ? "mapping" : "putting in place");
@@ -139,15 +143,17 @@ static int lay_out_half(struct fc_agent *agent, int h, const __u32 *caps, bool *
 		}
 		unmap_half(half);
 		half->fd = fd;
-		half->buckets = mem;
+		half->elements = mem;
 		half->bytes = bytes;
-		half->n_buckets = (__u32)total;
-		for (cpu = 0, first = 0; cpu < agent->ncpus; cpu++) {
+		half->n_elements = (__u32)total;
+		for (cpu = 0, at = 0; cpu < agent->ncpus; cpu++) {
 			struct fc_table_region *region = &t->cpus[cpu].half[h];
+			__u32 buckets = region_buckets(caps[cpu]);
 
-			region->first_bucket = first;
-			region->bucket_mask = region_buckets(caps[cpu]) - 1;
-			first += region->bucket_mask + 1;
+			region->first_bucket = at;
+			region->bucket_mask = buckets - 1;
+			region->first_entry = at + buckets;
+			at += buckets * (1 + FC_ENTRIES_PER_BUCKET);
 		}
 	}
 	for (cpu = 0; cpu < agent->ncpus; cpu++)
@@ -241,26 +247,26 @@ static int emit(struct fc_drain_out *o, const struct fc_flow_key *key, const str
 	return 0;
 }
 
-/* The used slots of one CPU's region of retired half h: emitted, then freed (packets 0). */
+/*
+ * The entries of one CPU's region of a retired half, in the order their flows started: emitted; then its
+ * index cleared, bucket by bucket where the flows were few, else whole.
+ */
 static int drain_region(struct fc_table_half *half, const struct fc_table_region *region, struct fc_drain_out *o)
 {
-	__u64 used = region->flows - region->overflowed, found = 0;
-	struct fc_table_bucket *bucket = half->buckets + region->first_bucket;
-	__u32 b, s;
+	const struct fc_table_entry *entry = half->elements + region->first_entry;
+	struct fc_table_bucket *index = (struct fc_table_bucket *)(half->elements + region->first_bucket);
+	__u64 used = region->flows - region->overflowed, i;
 	int err;
 
-	for (b = 0; b <= region->bucket_mask && found < used; b++, bucket++) {
-		for (s = 0; s < FC_BUCKET_SLOTS; s++) {
-			struct fc_table_slot *slot = &bucket->slots[s];
-
-			if (!slot->metrics.packets)
-				continue;
-			if ((err = emit(o, &slot->key, &slot->metrics, slot->hash)))
-				return err;
-			slot->metrics.packets = 0;
-			found++;
-		}
+	for (i = 0; i < used; i++, entry++)
+		if ((err = emit(o, &entry->key, &entry->metrics, entry->hash)))
+			return err;
+	if (used * 8 >= (__u64)region->bucket_mask + 1) {
+		memset(index, 0, ((size_t)region->bucket_mask + 1) * sizeof(*index));
+		return 0;
 	}
+	for (i = 0, entry = half->elements + region->first_entry; i < used; i++, entry++)
+		memset(&index[entry->hash & region->bucket_mask], 0, sizeof(*index));
 	return 0;
 }
 

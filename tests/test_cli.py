@@ -20,6 +20,7 @@ BAD_VALUES = {
     "cache_active_timeout": "5 parsecs",
     "ringbuf_size": "1000",
     "sampling": "-1",
+    "flow_clock": "sundial",
     "deduper": "lastCome",
     "features": "drops,speed",
     "deduper_fc_expiry": "0s",

@@ -65,10 +65,10 @@ def send_on_one_cpu(a, b, sports, dport, per_flow):
 
 
 def test_flows_past_a_full_bucket_are_counted_exactly_in_the_overflow_map(two_hosts):
-    # GIVEN 40 flows whose keys all pick one bucket of a region (16 slots each)
+    # GIVEN 40 flows whose keys all pick one bucket of a region (16 pairs each)
     a, b = two_hosts
     dport, per_flow, flows = 7000, 3, 40
-    buckets = 2 * SMALLEST_CAP // lib.FC_BUCKET_SLOTS
+    buckets = 2 * SMALLEST_CAP // lib.FC_BUCKET_PAIRS
     sports = ports_in_one_bucket(a, b, dport, buckets, flows)
     with FlowKernel(1_000_000) as kernel:
         assert kernel.sizer.caps[0] == SMALLEST_CAP
@@ -77,13 +77,13 @@ def test_flows_past_a_full_bucket_are_counted_exactly_in_the_overflow_map(two_ho
         send_on_one_cpu(a, b, sports, dport, per_flow)
         batch, stats = kernel.swap_and_drain()
         counters = kernel.counters()
-    # THEN the first 16 took the bucket's slots and the rest the overflow map, and every packet is in its flow
+    # THEN the first 16 took the bucket's pairs and the rest the overflow map, and every packet is in its flow
     ours = matching(batch, if_index=a.ifindex, dst_port=dport, protocol=IPPROTO_UDP)
     assert sorted(ours["src_port"].tolist()) == sorted(sports)  # one row per flow
     assert (ours["packets"] == per_flow).all()
     assert totals(ours) == (flows * per_flow, flows * per_flow * (UDP_FRAME + 10))
-    assert stats.overflow_rows == flows - lib.FC_BUCKET_SLOTS
-    assert counters["overflow_packets"] == (flows - lib.FC_BUCKET_SLOTS) * per_flow
+    assert stats.overflow_rows == flows - lib.FC_BUCKET_PAIRS
+    assert counters["overflow_packets"] == (flows - lib.FC_BUCKET_PAIRS) * per_flow
     assert counters["map_insert_failed"] == 0 and counters["ringbuf_submitted"] == 0
 
 

@@ -118,7 +118,7 @@ class Collector:
                 log.info("serving Prometheus metrics on http://%s/metrics (and /healthz)", config.metrics_address)
             kernel = FlowKernel(config.cache_max_flows, sampling=config.sampling, direction=config.direction,
                                 ringbuf_bytes=config.ringbuf_size, attach_mode=config.tc_attach_mode,
-                                features=config.features)
+                                features=config.features, clock=config.flow_clock)
             self.kernel = kernel
             closers.append(kernel.close)
             if "rtt" in config.features:

@@ -26,6 +26,7 @@ DIRECTION_MASKS = {
     "both": lib.FC_TRACE_BOTH,
 }
 ATTACH_MODES = {"auto": lib.FC_ATTACH_AUTO, "tcx": lib.FC_ATTACH_TCX, "tc": lib.FC_ATTACH_TC}
+CLOCK_MODES = {"fine": lib.FC_CLOCK_FINE, "tick": lib.FC_CLOCK_TICK}
 RINGBUF_BATCH = 4096
 # struct fc_replay_frame as numpy sees it, from the C compiler's offsets (native/fc_native.h is its one definition).
 _REPLAY_FRAME = np.dtype({
@@ -74,10 +75,11 @@ class FlowKernel:
 
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
                  ringbuf_bytes: int = RINGBUF_DEFAULT_BYTES, drain_batch: int = 0, debug: bool = False,
-                 attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = ()) -> None:
+                 attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = (),
+                 start_cap: int | None = None, clock: str = "fine") -> None:
         require_kernel_privileges()
         self.ncpus = check(lib.fc_num_possible_cpus())
-        self.sizer = TableSizer(max_flows, self.ncpus)
+        self.sizer = TableSizer(max_flows, self.ncpus, start_cap)
         self._next_caps = ffi.new("__u32[]", self.sizer.caps)
         opts = ffi.new("struct fc_load_opts *", {
             "max_flows": max_flows,
@@ -90,6 +92,7 @@ class FlowKernel:
             "debug": int(debug),
             "attach_mode": ATTACH_MODES[attach_mode],
             "replay": int(replay),
+            "clock": CLOCK_MODES[clock],
             "features": feature_mask(features),
         })
         out = ffi.new("struct fc_agent **")

@@ -50,10 +50,11 @@ def smallest_caps(max_flows: int, ncpus: int) -> list[int]:
 class TableSizer:
     """The caps of the next half, from what each CPU's region of the ending half held."""
 
-    def __init__(self, max_flows: int, ncpus: int) -> None:
+    def __init__(self, max_flows: int, ncpus: int, start_cap: int | None = None) -> None:
+        """start_cap: each CPU's cap at load, when not the smallest (a bench that knows its load)."""
         self.max_flows = max_flows
-        self.caps = smallest_caps(max_flows, ncpus)
-        self.floor = list(self.caps)
+        self.floor = smallest_caps(max_flows, ncpus)
+        self.caps = list(self.floor) if start_cap is None else [start_cap] * ncpus
         self._quiet = [0] * ncpus
         self.grown = 0   # regions made larger, since load
         self.shrunk = 0  # regions made smaller, since load

@@ -93,7 +93,8 @@ class Settings:
     direction: str = _choice("both", ("both", "ingress", "egress"), "which TC hooks count packets")
     cache_max_flows: int = _setting(
         5000, v.integer(1, MAX_FLOWS_LIMIT),
-        "flows each of the two kernel maps holds; the active one is swapped out before it fills")
+        "the most flows the kernel flow table holds between two evictions, all CPUs together: each CPU's "
+        "part starts at 512, grows when it fills and shrinks back when quiet, within this bound")
     cache_active_timeout: float = _setting(
         5.0, v.duration, "eviction period of the kernel map (e.g. 200ms, 5s, 1m)", format_duration,
         metavar="DURATION")
@@ -106,6 +107,10 @@ class Settings:
         "kernel ring buffer for flows that do not fit the map (power of two, e.g. 16MiB)",
         format_size, metavar="SIZE")
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
+    flow_clock: str = _choice(
+        "fine", ("tick", "fine"),
+        "the clock of the flows' times: a 1 ms tick the kernel programs read for free (times up to 1 ms early, "
+        "8 ms when softirqs are starved), or the fine clock read for every packet")
     tc_attach_mode: str = _choice(
         "auto", ("auto", "tcx", "tc"),
         "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
