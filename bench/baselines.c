@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <linux/types.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "flow.h"
@@ -33,6 +34,13 @@ static void make_key(struct fc_flow_key *key, __u32 i)
 	key->dst_port = 443;
 	key->protocol = 6;
 	key->if_index = 2;
+}
+
+int fcb_percpu_hash(__u32 key_size, __u32 value_size, __u32 max_entries)
+{
+	int fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_HASH, "fcb_old_flows", key_size, value_size, max_entries, NULL);
+
+	return fd < 0 ? -errno : fd;
 }
 
 long fcb_fill(int fd, __u32 n, __u32 ncpus)
@@ -178,6 +186,22 @@ long fcb_test_run_new_flows(int prog_fd, void *frame, __u32 len, __u32 src_ip_of
 	return 0;
 }
 
+long fcb_test_run_each(int prog_fd, const void *frame, __u32 len, __u32 n, __u64 *total_ns)
+{
+	__u32 i;
+
+	*total_ns = 0;
+	for (i = 0; i < n; i++) {
+		__u64 ns;
+		long ret = fcb_test_run(prog_fd, frame, len, 1, &ns);
+
+		if (ret < 0)
+			return ret;
+		*total_ns += ns;
+	}
+	return 0;
+}
+
 int fcb_load_first_prog(const char *object_path)
 {
 	struct bpf_object *obj = bpf_object__open_file(object_path, NULL);
@@ -233,6 +257,48 @@ out:
 	return fd;
 }
 
+int fcb_map_name(int fd, char *name, __u32 *value_size)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	memcpy(name, info.name, sizeof(info.name));
+	*value_size = info.value_size;
+	return 0;
+}
+
+long fcb_global_offset(int map_fd, const char *var)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), i;
+	const struct btf_type *section;
+	const struct btf_var_secinfo *vars;
+	struct btf *btf;
+	long offset = -ENOENT;
+
+	if (bpf_obj_get_info_by_fd(map_fd, &info, &len))
+		return -errno;
+	btf = btf__load_from_kernel_by_id(info.btf_id);
+	if (!btf)
+		return -errno;
+	section = btf__type_by_id(btf, info.btf_value_type_id);
+	if (section && btf_is_datasec(section)) {
+		vars = btf_var_secinfos(section);
+		for (i = 0; i < btf_vlen(section); i++) {
+			const struct btf_type *v = btf__type_by_id(btf, vars[i].type);
+
+			if (v && !strcmp(btf__name_by_offset(btf, v->name_off), var)) {
+				offset = vars[i].offset;
+				break;
+			}
+		}
+	}
+	btf__free(btf);
+	return offset;
+}
+
 int fcb_enable_stats(void)
 {
 	int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
@@ -257,11 +323,35 @@ int fcb_prog_run_stats(__u32 id, __u64 *run_time_ns, __u64 *run_cnt, char *name)
 	return err;
 }
 
+/* Delete every entry of the map with this id, and of the maps an array-of-maps holds; how many. */
+static long clear_map(__u32 id)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), slot, inner;
+	char key[64];
+	long n = 0;
+	int fd = bpf_map_get_fd_by_id(id);
+
+	if (fd < 0)
+		return -errno;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == BPF_MAP_TYPE_ARRAY_OF_MAPS) {
+		for (slot = 0; slot < info.max_entries; slot++)
+			if (!bpf_map_lookup_elem(fd, &slot, &inner))
+				n += clear_map(inner);
+	} else {
+		/* Always the first key: each delete makes the next one first. */
+		while (!bpf_map_get_next_key(fd, NULL, key) && !bpf_map_delete_elem(fd, key))
+			n++;
+	}
+	close(fd);
+	return n;
+}
+
 long fcb_clear_prog_maps(int prog_fd)
 {
-	__u32 ids[8], len, i;
+	__u32 ids[16], len, i;
 	struct bpf_prog_info info = {};
-	long n = 0;
+	long n = 0, cleared;
 
 	info.nr_map_ids = sizeof(ids) / sizeof(ids[0]);
 	info.map_ids = (__u64)(unsigned long)ids;
@@ -269,15 +359,9 @@ long fcb_clear_prog_maps(int prog_fd)
 	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
 		return -errno;
 	for (i = 0; i < info.nr_map_ids && i < sizeof(ids) / sizeof(ids[0]); i++) {
-		char key[64];
-		int fd = bpf_map_get_fd_by_id(ids[i]);
-
-		if (fd < 0)
-			return -errno;
-		/* Always the first key: each delete makes the next one first. */
-		while (!bpf_map_get_next_key(fd, NULL, key) && !bpf_map_delete_elem(fd, key))
-			n++;
-		close(fd);
+		if ((cleared = clear_map(ids[i])) < 0)
+			return cleared;
+		n += cleared;
 	}
 	return n;
 }

@@ -52,7 +52,8 @@ class Result:
 
     `better` says which way is good ("higher" for rates, "lower" for costs);
     `aim` is the issue's target for the ratio, if it has one: ">= 0.90", "<= 0.25", "== 1";
-    with `aim_of="median"` it is a target for the figure's own median, in its unit ("<= 150").
+    with `aim_of="median"` it is a target for the figure's own median, in its unit ("<= 150"); with
+    `aim_of="difference"`, for the figure's median less the baseline's ("<= 45": at most 45 above it).
     """
 
     part: str
@@ -71,7 +72,8 @@ class Result:
 
     def met(self):
         """True/False against the aim, None when there is none."""
-        judged = self.figure.median if self.aim_of == "median" else self.ratio
+        judged = {"median": self.figure.median, "ratio": self.ratio,
+                  "difference": self.figure.median - self.baseline.median if self.baseline else None}[self.aim_of]
         if not self.aim or judged is None:
             return None
         op, value = self.aim.split()
@@ -94,7 +96,8 @@ def result_rows(results):
     for r in results:
         f, b = r.figure, r.baseline
         met = r.met()
-        aim = "" if not r.aim else f"{'median ' if r.aim_of == 'median' else ''}{r.aim} {'met' if met else 'MISSED'}"
+        judged = {"median": "median ", "difference": "median - baseline's ", "ratio": ""}[r.aim_of]
+        aim = "" if not r.aim else f"{judged}{r.aim} {'met' if met else 'MISSED'}"
         rows.append([r.part, r.case, f.name, f.unit, number(f.median), number(min(f.runs)), number(max(f.runs)),
                      len(f.runs), b.name if b else "-", number(b.median) if b else "-",
                      ratio_cell(r.ratio), aim])

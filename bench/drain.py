@@ -1,30 +1,40 @@
-"""Drain: entries/s of swap-and-drain into numpy, against the limit and the seed's way.
+"""Drain: entries/s of swap-and-drain into numpy, against a copy of the same bytes and the old ways.
 
-For each flow count, the kernel's own flow maps are filled from user space
-(every CPU slot written), then drained, the paths interleaved run by run:
-  - flowcollect: FlowKernel.swap_and_drain() called from Python, per-CPU fold
-    into the numpy batch included. The map swap waits one RCU grace period
-    (~10 ms, asleep: no CPU), so the figure is given on the CPU clock
-    (user + system time of the process) and on the wall clock;
-  - limit: a plain C loop over the same lookup_and_delete_batch syscalls into
-    reused buffers: no fold, no output;
-  - per-key C: get_next_key + lookup + delete per flow, in C (the seed's
-    algorithm at its fastest);
-  - per-key Python: the same loop in the agent's language, as the seed runs it
-    from Go: one syscall per call, a fold per flow.
+For each flow count, the agent's own program fills the table: the same N
+flows run through fc_ingress (BPF_PROG_TEST_RUN) on every CPU in turn, so
+that every flow has an entry in every CPU's region and the drain folds them,
+its worst case. Then, the paths interleaved run by run:
+  - flowcollect: FlowKernel.swap_and_drain() called from Python: the swap
+    (one RCU grace period, ~10 ms asleep: no CPU, so the figure is given on
+    the CPU clock, user + system of the process, and on the wall clock), the
+    read of every region's entries through the mapping, the fold across CPUs
+    into the numpy rows, the index cleared;
+  - floor: memcpy of the bytes the drain reads (every region's entries) into
+    a buffer: what reading them costs at the least;
+  - the old drain (BASELINE_COMMIT): a plain C loop over lookup_and_delete_batch
+    syscalls on a per-CPU hash holding the same flows, every CPU's value
+    written, into reused buffers, no fold; and per key (get_next_key + lookup
+    + delete per flow) in C and in Python (the seed's loop).
 Ratios are of medians on the CPU clock.
 Run: .venv/bin/python -m bench.drain [--flows 10000,100000,1000000] [--runs 9]
 """
 import argparse
+import os
 import time
+
+import numpy as np
 
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, markdown_table, progress
+from bench.harness import frames
+from bench.kernel_cost import BASELINE_COMMIT
 from flowcollect.kernel.bindings import lib
 from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.records.layout import FLOW_KEY, FLOW_METRICS
 
 DRAIN_BATCH = 8192
 PER_KEY_PYTHON_MAX = 100_000  # beyond this the Python loop alone takes minutes
+ENTRY_BYTES = 128  # struct fc_table_entry
 
 
 def clocked(fn):
@@ -53,50 +63,79 @@ def per_key_python(base, fd, ncpus):
     return n
 
 
+def fill_every_cpu(base, prog_fd, first, flows, cpus):
+    """The same `flows` new flows (source addresses first..), run through the program on each CPU in turn."""
+    frame = base.ffi.new("char[]", frames.new_flow_frame())
+    ns = base.ffi.new("__u64 *")
+    home = os.sched_getaffinity(0)
+    try:
+        for cpu in cpus:
+            os.sched_setaffinity(0, {cpu})
+            rc = base.lib.fcb_test_run_new_flows(prog_fd, frame, len(base.ffi.buffer(frame)),
+                                                 frames.NEW_FLOW_SRC_IP_OFFSET, first, flows, ns)
+            assert rc == 0, os.strerror(-rc)
+    finally:
+        os.sched_setaffinity(0, home)
+
+
 def measure(flows, runs):
     base = load_baselines()
     blib = base.lib
     ncpus = lib.fc_num_possible_cpus()
-    wall, cpu, limit, per_key_c, per_key_py = [], [], [], [], []
-    with FlowKernel(flows, drain_batch=DRAIN_BATCH) as kernel:
-        maps = [kernel.map_fd(lib.FC_MAP_FLOWS_A), kernel.map_fd(lib.FC_MAP_FLOWS_B)]
-        active = [0]  # the kernel starts on map A; every swap flips it
+    cpus = sorted(os.sched_getaffinity(0))
+    wall, cpu, floor, limit, per_key_c, per_key_py = [], [], [], [], [], []
+    entries = np.zeros(flows * len(cpus) * ENTRY_BYTES, dtype=np.uint8)
+    copy = np.ones_like(entries)  # both touched now: the floor pays no first-touch faults
+    old_fd = blib.fcb_percpu_hash(FLOW_KEY.itemsize, FLOW_METRICS.itemsize, flows)
+    assert old_fd >= 0, os.strerror(-old_fd)
+    # Every CPU's region holds the flows at its cap, bounded there: the table keeps its size run after run.
+    with FlowKernel(flows * ncpus, start_cap=flows, clock="tick") as kernel:
+        prog = kernel.prog_fd(lib.FC_PROG_INGRESS)
+        first = 0
 
-        def ours(fd):
+        def ours():
+            nonlocal first
+            fill_every_cpu(base, prog, first, flows, cpus)
+            first += flows
             (batch, _), w, c = clocked(kernel.swap_and_drain)
-            active[0] ^= 1
-            assert len(batch) == flows and int(batch["packets"][0]) == sum(3 + c for c in range(ncpus))
+            assert len(batch) == flows and (batch["packets"] == len(cpus)).all()
             wall.append(flows / w)
             cpu.append(flows / c)
 
-        def the_limit(fd):
-            n, _, c = clocked(lambda: blib.fcb_raw_drain(fd, DRAIN_BATCH, ncpus))
+        def the_floor():
+            _, _, c = clocked(lambda: np.copyto(copy, entries))
+            floor.append(flows / c)
+
+        def the_limit():
+            assert blib.fcb_fill(old_fd, flows, ncpus) == flows
+            n, _, c = clocked(lambda: blib.fcb_raw_drain(old_fd, DRAIN_BATCH, ncpus))
             assert n == flows
             limit.append(flows / c)
 
-        for run in range(runs):
-            progress(f"drain {flows:,} flows: run {run + 1}/{runs}")
-            # Every path drains the same map, just filled; nothing else writes it.
-            # The order alternates: a drain is faster or slower depending on where
-            # the previous drain left the map's elements in memory.
-            fd = maps[active[0]]
-            for path in ((ours, the_limit) if run % 2 == 0 else (the_limit, ours)):
-                assert blib.fcb_fill(fd, flows, ncpus) == flows
-                path(fd)
-            if run < 3:
-                assert blib.fcb_fill(fd, flows, ncpus) == flows
-                n, _, c = clocked(lambda fd=fd: blib.fcb_per_key_drain(fd, ncpus))
-                assert n == flows
-                per_key_c.append(flows / c)
-            if run < 3 and flows <= PER_KEY_PYTHON_MAX:
-                assert blib.fcb_fill(fd, flows, ncpus) == flows
-                n, _, c = clocked(lambda fd=fd: per_key_python(base, fd, ncpus))
-                assert n == flows
-                per_key_py.append(flows / c)
+        try:
+            for run in range(runs):
+                progress(f"drain {flows:,} flows: run {run + 1}/{runs}")
+                # The order alternates: a path is faster or slower depending on what the one before left
+                # in the caches.
+                for path in ((ours, the_floor, the_limit) if run % 2 == 0 else (the_limit, the_floor, ours)):
+                    path()
+                if run < 3:
+                    assert blib.fcb_fill(old_fd, flows, ncpus) == flows
+                    n, _, c = clocked(lambda: blib.fcb_per_key_drain(old_fd, ncpus))
+                    assert n == flows
+                    per_key_c.append(flows / c)
+                if run < 3 and flows <= PER_KEY_PYTHON_MAX:
+                    assert blib.fcb_fill(old_fd, flows, ncpus) == flows
+                    n, _, c = clocked(lambda: per_key_python(base, old_fd, ncpus))
+                    assert n == flows
+                    per_key_py.append(flows / c)
+        finally:
+            os.close(old_fd)
     figures = [
         Figure("flowcollect swap_and_drain, CPU clock", "entries/s", cpu),
         Figure("flowcollect swap_and_drain, wall clock", "entries/s", wall),
-        Figure("limit: C batch loop", "entries/s", limit),
+        Figure(f"floor: memcpy of the entries it reads ({len(cpus)} CPUs)", "entries/s", floor),
+        Figure(f"old drain ({BASELINE_COMMIT}): C batch-syscall loop", "entries/s", limit),
         Figure("per-key C (seed's algorithm)", "entries/s", per_key_c),
     ]
     if per_key_py:
@@ -108,15 +147,12 @@ def run(flow_counts, runs):
     rows = []
     for flows in flow_counts:
         figures = measure(flows, runs)
-        limit = figures[2]
-        per_key_c = figures[3]
-        per_key_py = figures[4] if len(figures) > 4 else None
+        floor, limit = figures[2], figures[3]
         rows.extend([f"{flows:,}", fig.name, *fig.cells(), len(fig.runs),
-                     f"{fig.ratio_to(limit):.2f}", f"{fig.ratio_to(per_key_c):.1f}",
-                     f"{fig.ratio_to(per_key_py):.1f}" if per_key_py else "-"]
+                     f"{fig.ratio_to(floor):.2f}", f"{fig.ratio_to(limit):.2f}"]
                     for fig in figures)
-    return markdown_table(["flows", "path", "median entries/s", "min", "max", "runs",
-                           "x limit", "x per-key C", "x per-key Py"], rows)
+    return markdown_table(["flows", "path", "median entries/s", "min", "max", "runs", "x floor", "x old C loop"],
+                          rows)
 
 
 def main():

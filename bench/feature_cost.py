@@ -24,6 +24,7 @@ from bench.harness import frames
 from bench.kernel_cost import Runner
 from flowcollect.kernel.bindings import lib
 from flowcollect.kernel.flow_kernel import FlowKernel
+from flowcollect.settings.model import Settings
 
 PART = "feature cost"
 MAP_FLOWS = 1 << 12
@@ -56,7 +57,9 @@ CASES = (("dns", "DNS query", dns_query), ("dns", "UDP, not DNS", udp_other), ("
 def measure_features(runs, packets):
     """Results: per feature and frame, ns per packet with the feature on against the same with none."""
     runner = Runner(load_baselines(), packets)
-    kernels = {name: FlowKernel(MAP_FLOWS, features=(name,) if name else ()) for name in ("", "dns", "rtt", "drops")}
+    clock = Settings().flow_clock  # the agent's own: dns and rtt read the fine clock whatever it is
+    kernels = {name: FlowKernel(MAP_FLOWS, features=(name,) if name else (), clock=clock)
+               for name in ("", "dns", "rtt", "drops")}
     try:
         figures = {(feature, label): ([], []) for feature, label, _ in CASES}
         for run in range(runs):

@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 
 from bench.common import cpu_seconds, descendants
+from bench.harness import frames
 from bench.harness.agent import Agent
 from bench.harness.netns import NetNS, veth_pair
-from flowcollect.records.layout import FLOW_KEY
+from flowcollect.kernel.bindings import ffi
+from flowcollect.kernel.table_sizing import FILL_SHARE
 
 STOP_TIMEOUT_S = 5
 
@@ -164,57 +166,102 @@ def bpf_objects(pid, kind):
     return list(maps.values())
 
 
-BPF_MAP_TYPE_PERCPU_HASH = 5
-BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
+class AgentTable:
+    """A running agent's flow table, reached by id from this process, filled by its own program.
 
-
-class AgentMaps:
-    """A running agent's flow maps, reached by id from this process (bench/baselines.c fills them).
-
-    flows: the two per-CPU hash maps keyed by struct fc_flow_key (the features' maps have keys of
-    their own); active(): the id of the one the kernel programs write now (the value in the
-    one-slot array-of-maps that points at one of them).
+    The bench cannot make hundreds of thousands of new flows a second with traffic on this machine
+    without taking a core from the agent, so it runs frames through the agent's fc_ingress with
+    BPF_PROG_TEST_RUN (bench/baselines.c), pinned to one CPU: the real program writes the flows into
+    that CPU's region of the active half, as it would for packets. The agent must trace no interface
+    (`--interfaces none-such`): no live program may write the same region while a test run does.
     """
 
     def __init__(self, base, pid):
         self.base = base
-        maps = bpf_maps(pid)
-        self.ids = sorted(m["map_id"] for m in maps if m["map_type"] == BPF_MAP_TYPE_PERCPU_HASH
-                          and m["key_size"] == FLOW_KEY.itemsize)
-        assert len(self.ids) == 2, maps
-        self.fds = {i: self._fd(i) for i in self.ids}
-        self._key = base.ffi.new("__u32 *", 0)
-        self._value = base.ffi.new("__u32 *")
-        slots = [self._fd(m["map_id"]) for m in maps if m["map_type"] == BPF_MAP_TYPE_ARRAY_OF_MAPS]
-        flow_slots = [fd for fd in slots if self._inner(fd) in self.ids]
-        for fd in slots:
-            if fd not in flow_slots:
+        self.ffi = base.ffi
+        progs = {self._prog_name(p["prog_id"]): p["prog_id"] for p in bpf_objects(pid, "prog")}
+        self.prog_fd = self._fd(base.lib.bpf_prog_get_fd_by_id, progs["fc_ingress"])
+        self.fds = []
+        self.cpu_tables = self.bss = None
+        for m in bpf_maps(pid):
+            fd = self._fd(base.lib.bpf_map_get_fd_by_id, m["map_id"])
+            name, size = self.ffi.new("char[16]"), self.ffi.new("__u32 *")
+            if base.lib.fcb_map_name(fd, name, size):
+                raise OSError("reading a map's name")
+            name = self.ffi.string(name).decode()
+            if name == "fc_cpu_tables":
+                self.cpu_tables = fd
+            elif name.endswith(".bss"):
+                self.bss, self._bss_value = fd, self.ffi.new("char[]", size[0])
+                self._active_at = base.lib.fcb_global_offset(fd, b"fc_table_active")
+            else:
                 os.close(fd)
-        assert len(flow_slots) == 1, maps
-        self.slot_fd = flow_slots[0]
+                continue
+            self.fds.append(fd)
+        assert self.cpu_tables is not None and self.bss is not None and self._active_at >= 0
+        self._key = self.ffi.new("__u32 *")
+        self._region = ffi.new("struct fc_cpu_table *")
+        self._frame = self.ffi.new("char[]", frames.new_flow_frame())
+        self._ns = self.ffi.new("__u64 *")
 
-    def _fd(self, map_id):
-        fd = self.base.lib.bpf_map_get_fd_by_id(map_id)
+    def _prog_name(self, prog_id):
+        name, t, n = self.ffi.new("char[16]"), self.ffi.new("__u64 *"), self.ffi.new("__u64 *")
+        return self.ffi.string(name).decode() if not self.base.lib.fcb_prog_run_stats(prog_id, t, n, name) else ""
+
+    @staticmethod
+    def _fd(get, object_id):
+        fd = get(object_id)
         if fd < 0:
-            raise OSError(-fd, f"map id {map_id}: {os.strerror(-fd)}")
+            raise OSError(-fd, f"BPF object id {object_id}: {os.strerror(-fd)}")
         return fd
 
-    def _inner(self, slot_fd):
-        """The id of the map an array-of-maps' one slot holds."""
-        rc = self.base.lib.bpf_map_lookup_elem(slot_fd, self._key, self._value)
-        if rc:
-            raise OSError(-rc, "lookup of a map-in-map slot")
-        return self._value[0]
-
     def active(self):
-        return self._inner(self.slot_fd)
+        """The half the agent's programs write now (fc_table_active)."""
+        self._key[0] = 0
+        if self.base.lib.bpf_map_lookup_elem(self.bss, self._key, self._bss_value):
+            raise OSError("reading the agent's .bss")
+        return int.from_bytes(self.ffi.buffer(self._bss_value)[self._active_at:self._active_at + 4], "little")
 
-    def fill(self, map_id, first, n, ncpus):
-        """n distinct flows (first .. first+n-1), every CPU slot written, into one of the flow maps."""
-        got = self.base.lib.fcb_fill_from(self.fds[map_id], first, n, ncpus)
-        if got != n:
-            raise OSError(-got if got < 0 else 0, f"filled {got} of {n} flows")
+    def region(self, cpu):
+        """CPU's region of the active half (struct fc_table_region): its cap and what it holds."""
+        self._key[0] = cpu
+        buffer = self.ffi.from_buffer(ffi.buffer(self._region))
+        if self.base.lib.bpf_map_lookup_elem(self.cpu_tables, self._key, buffer):
+            raise OSError("reading the agent's table regions")
+        return self._region.half[self.active()]
+
+    def fill(self, first, n, cpu):
+        """n new flows (source addresses first .. first+n-1), in CPU's region of the active half."""
+        home = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+        try:
+            rc = self.base.lib.fcb_test_run_new_flows(self.prog_fd, self._frame, len(self.ffi.buffer(self._frame)),
+                                                      frames.NEW_FLOW_SRC_IP_OFFSET, first, n, self._ns)
+        finally:
+            os.sched_setaffinity(0, home)
+        if rc < 0:
+            raise OSError(-rc, f"BPF_PROG_TEST_RUN: {os.strerror(-rc)}")
+
+    def wait_swap(self, current, timeout):
+        """Block until the agent's programs write another half than `current`; the time it was seen."""
+        deadline = time.monotonic() + timeout
+        while self.active() == current:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the agent did not swap its flow table")
+            time.sleep(0.001)
+        return time.perf_counter()
+
+    def grow(self, cap, cpu, first, timeout=30):
+        """Make CPU's region hold `cap` flows or more: fill it to the mark, half after half, so that the agent
+        lays every next half out larger (kernel/table_sizing.py). Returns the next unused source address."""
+        while (region := self.region(cpu)).cap < cap:
+            half = self.active()
+            n = int(region.cap * FILL_SHARE) + 1 - int(region.flows)
+            self.fill(first, max(n, 1), cpu)
+            first += max(n, 1)
+            self.wait_swap(half, timeout)
+        return first
 
     def close(self):
-        for fd in [*self.fds.values(), self.slot_fd]:
+        for fd in [*self.fds, self.prog_fd]:
             os.close(fd)

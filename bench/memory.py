@@ -1,29 +1,31 @@
 """Memory: peak RSS of every flowcollect process, and kernel map memory, against cache_max_flows.
 
 For each cache_max_flows value the real agent runs in a namespace (collector
-+ 2 workers, `--output none`, eviction every 1 s). Traffic cannot make
-500,000 distinct flows a second on this machine, so the bench fills the
-agent's own flow maps (reached by map id, bench/baselines.c fcb_fill_from)
-with cache_max_flows distinct flows, every CPU slot written, in both maps,
-FILLS times: every eviction then drains a full map through the collector
-and the workers, the worst case for memory. Then:
++ 2 workers, `--output none`, eviction every 1 s), tracing no interface.
+Traffic cannot make 500,000 distinct flows a second on this machine, so the
+bench runs frames through the agent's own fc_ingress (bench/lab.py
+AgentTable), CPU by CPU: first every CPU's region is grown to an even share
+of cache_max_flows (filled to the swap mark, half after half), then filled
+to its cap FILLS times: every eviction then drains a full half through the
+collector and the workers, the worst case for memory. Then:
   - peak RSS: VmHWM of the collector and of each worker (/proc/<pid>/status),
     against a bare Python process that imports what a worker imports (the
     floor of any process of ours), measured in the same run;
-  - kernel maps: memlock of every BPF map the collector holds (two flow
-    maps, the slot, the ring buffer, counters, read-only data), from
-    /proc/<pid>/fdinfo, against the bytes of the flows themselves: two maps
-    x cache_max_flows x (key + one value per possible CPU).
+  - kernel maps: memlock of every BPF map the collector holds (the table's
+    two halves, the overflow maps, the ring buffer, counters, read-only
+    data), from /proc/<pid>/fdinfo, against the bytes of the flows
+    themselves: two halves x cache_max_flows x (key + metrics).
 Run: .venv/bin/python -m bench.memory [--flows 5000,50000,500000] [--runs 3]
 """
 import argparse
+import os
 import subprocess
 import sys
 import time
 
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
-from bench.lab import AgentMaps, Lab, bpf_maps, interrupt_on_sigterm
+from bench.lab import AgentTable, Lab, bpf_maps, interrupt_on_sigterm
 from flowcollect.kernel.bindings import lib
 from flowcollect.records import layout
 
@@ -41,9 +43,9 @@ def floor_rss_kib():
     return next(int(line.split()[1]) for line in out.splitlines() if line.startswith("VmHWM:"))
 
 
-def flow_bytes(flows, ncpus):
-    """What the two flow maps hold at most: key and per-CPU values of every flow."""
-    return 2 * flows * (layout.FLOW_KEY.itemsize + ncpus * layout.FLOW_METRICS.itemsize)
+def flow_bytes(flows):
+    """What the table's two halves hold at most: the key and metrics of every flow."""
+    return 2 * flows * (layout.FLOW_KEY.itemsize + layout.FLOW_METRICS.itemsize)
 
 
 def one_run(lab, base, flows, ncpus, run):
@@ -52,16 +54,22 @@ def one_run(lab, base, flows, ncpus, run):
                       "--agent-ip", "192.0.2.1", "--cache-max-flows", str(flows),
                       "--cache-active-timeout", f"{EVICTION_S:g}s",
                       name=f"memory-{flows}-{run}")
-    maps = AgentMaps(base, agent.process.pid)
+    table = AgentTable(base, agent.process.pid)
+    cpus = sorted(os.sched_getaffinity(0))
     try:
-        for fill in range(FILLS):
-            for i, map_id in enumerate(maps.ids):
-                maps.fill(map_id, (2 * fill + i) * flows, flows, ncpus)
-            time.sleep(2 * EVICTION_S + 0.3)  # both maps swapped out and drained through the workers
+        first = 0
+        for cpu in cpus:
+            first = table.grow(flows // len(cpus), cpu, first)
+        for _ in range(FILLS):
+            for cpu in cpus:
+                cap = int(table.region(cpu).cap)
+                table.fill(first, cap, cpu)
+                first += cap
+            time.sleep(2 * EVICTION_S + 0.3)  # both halves swapped out and drained through the workers
         rss = agent.peak_rss_kib()
         memlock = sum(m.get("memlock", 0) for m in bpf_maps(agent.process.pid))
     finally:
-        maps.close()
+        table.close()
         code, _ = agent.stop()
         receiver.delete()
     assert code == 0, f"flowcollect exited {code}"
@@ -89,7 +97,7 @@ def measure(flow_counts, runs):
                 Result(PART, case, Figure("collector peak RSS", "MiB", collector), floor_fig, better="lower"),
                 Result(PART, case, Figure("largest worker peak RSS", "MiB", workers), floor_fig, better="lower"),
                 Result(PART, case, Figure("kernel maps (memlock)", "MiB", maps),
-                       Figure("flows' own bytes, 2 maps", "MiB", [flow_bytes(flows, ncpus) / 2**20] * runs),
+                       Figure("flows' own bytes, 2 halves", "MiB", [flow_bytes(flows) / 2**20] * runs),
                        better="lower"),
             ]
     return results

@@ -46,13 +46,14 @@ class Suite:
         series = {}
         for flows in DRAIN_FLOWS:
             figures = drain.measure(flows, DRAIN_RUNS)
-            cpu, wall, limit, per_key_c = figures[:4]
-            per_key_py = figures[4] if len(figures) > 4 else None
-            case = f"{flows:,} flows"
+            cpu, wall, floor, old_loop, per_key_c = figures[:5]
+            per_key_py = figures[5] if len(figures) > 5 else None
+            case = f"{flows:,} flows, folded from every CPU"
             self.results += [
-                # Issue 14: 0.90 at 100k and 1M flows; issue 6's 0.85 below that.
-                Result("drain", case, cpu, limit, aim=">= 0.90" if flows >= 100_000 else ">= 0.85"),
-                Result("drain", case, wall, limit),
+                # Issue 14 asked 0.90 of the C batch loop at 100k and 1M flows; the table's drain makes no syscall.
+                Result("drain", case, cpu, old_loop, aim=">= 0.90" if flows >= 100_000 else ""),
+                Result("drain", case, cpu, floor),
+                Result("drain", case, wall, old_loop),
                 Result("drain", case, cpu, per_key_py or per_key_c, aim=">= 20" if flows == 100_000 else ""),
             ]
             if per_key_py:

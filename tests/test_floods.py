@@ -11,8 +11,16 @@ import pytest
 
 from bench.harness.agent import Agent
 from bench.harness.traffic import flood, flood_totals, jsonl_records, quiet
+from flowcollect.kernel.bindings import lib
+from flowcollect.kernel.table_sizing import SMALLEST_CAP
 
 pytestmark = pytest.mark.kernel
+
+
+def smallest_table_bytes():
+    """Both halves at their smallest: per CPU, the index for SMALLEST_CAP flows and the entries it serves."""
+    buckets = 2 * SMALLEST_CAP // lib.FC_BUCKET_PAIRS
+    return 2 * lib.fc_num_possible_cpus() * buckets * (1 + lib.FC_BUCKET_PAIRS // 2) * 128
 
 
 def run_flood(two_hosts, tmp_path, flows, repeat, *args, stop_after=0.0):
@@ -45,3 +53,17 @@ def test_a_tiny_map_and_sigterm_right_after_the_flood_lose_nothing(two_hosts, tm
                                                   stop_after=0.5)
     assert (packets, distinct) == (sent, 3000)
     assert (ledger["packets_seen"], ledger["packets_exported"], ledger["packets_lost"]) == (sent, sent, 0)
+
+
+def test_a_flood_past_the_table_s_smallest_size_is_counted_exactly_and_the_next_halves_grow(two_hosts, tmp_path):
+    # GIVEN the agent's table at its smallest size (512 flows a CPU) and room to grow
+    # WHEN 200,000 new flows come at trafgen's speed: the first half is past its cap in a millisecond
+    sent, (packets, distinct), ledger = run_flood(two_hosts, tmp_path, 200_000, 1, "--cache-max-flows", "1000000")
+    # THEN every packet is exported, the ones the small halves refused through the ring buffer...
+    assert (packets, distinct) == (sent, 200_000), ledger
+    assert (ledger["packets_seen"], ledger["packets_exported"], ledger["packets_lost"]) == (sent, sent, 0)
+    assert ledger["kernel"]["ringbuf_submitted"] > 0
+    # ...and the next halves grew to take the flood in the kernel: past four times their smallest size
+    table = ledger["table"]
+    assert table["regions_grown"] >= 2, table
+    assert table["largest_bytes"] >= 4 * smallest_table_bytes(), table

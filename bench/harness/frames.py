@@ -119,3 +119,15 @@ class FrameSender:
 
     def close(self):
         self.sock.close()
+
+
+# new_flow_frame(): where its IPv4 source address starts (an untagged Ethernet header, then 12 bytes of IPv4).
+NEW_FLOW_SRC_IP_OFFSET = 14 + 12
+
+
+def new_flow_frame(payload=bytes(32)):
+    """A 74-byte Ethernet/IPv4/UDP frame (a small DNS query's size) whose source address a bench rewrites at
+    NEW_FLOW_SRC_IP_OFFSET to make a new flow of each (bench/baselines.c fcb_test_run_new_flows)."""
+    src, dst = "10.0.0.1", "10.0.0.2"
+    packet = ipv4(src, dst, UDP, udp(src, dst, 40000, 53, payload))
+    return ethernet(bytes.fromhex("020000000002"), bytes.fromhex("020000000001"), ETH_P_IP, packet)

@@ -86,6 +86,7 @@ class Collector:
         self.links: list[WorkerLink] = []
         self.proxy: PublishProxy | None = None
         self.final_counters: Mapping[str, int] = {}
+        self.final_table: Mapping[str, int] = {}
         self.enrichment = Enrichment(config.features)
         self._counters_read = 0.0
         self._summarized = time.monotonic()
@@ -145,7 +146,7 @@ class Collector:
     def summary(self) -> dict[str, object]:
         """The ledger of the stop line (ledger.py), from what the kernel and every process counted."""
         return account(self.final_counters, self.evicted, self.forward_limiter.dropped, self.links,
-                       self.proxy).fields()
+                       self.proxy, self.final_table).fields()
 
     def _run(self, config: Settings, agent_ip: str, kernel: FlowKernel, rundir: RuntimeDir,
              ctx: zmq.Context[zmq.Socket[bytes]], closers: list[Closer]) -> None:
@@ -229,6 +230,7 @@ class Collector:
         supervisor.stop(grace_s=STOP_GRACE_S)
         self._read_status()
         self.final_counters = kernel.counters()
+        self.final_table = kernel.table_summary()
         health.kernel_counters(self.final_counters)
         unrecorded = kernel.feature_counters() if config.features else {}
         for what, count in unrecorded.items():

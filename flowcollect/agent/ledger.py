@@ -29,6 +29,7 @@ class Ledger:
     delivered: Tally               # what the workers handed to their outputs
     outputs: dict[str, OutputTally] = field(default_factory=dict)
     kernel: Mapping[str, int] = field(default_factory=dict)  # the kernel counters, as read at stop
+    table: Mapping[str, int] = field(default_factory=dict)   # the flow table (FlowKernel.table_summary)
 
     def worst_output(self) -> OutputTally:
         """The account of the output that lost the most packets; with no output, everything delivered.
@@ -63,6 +64,7 @@ class Ledger:
             "flows_lost_by_cause": {cause: t.flows for cause, t in lost.items() if cause not in _KERNEL_CAUSES},
             "outputs": {name: _output_fields(output) for name, output in self.outputs.items()},
             "kernel": dict(self.kernel),
+            "table": dict(self.table),
         }
         if accounted != self.seen:  # a bug of ours, never a loss to hide
             out["packets_unaccounted"] = self.seen - accounted
@@ -95,7 +97,7 @@ def _output_fields(output: OutputTally) -> dict[str, object]:
 
 
 def account(kernel: Mapping[str, int], evicted: Tally, forward_dropped: Tally, links: Sequence[WorkerLink],
-            proxy: PublishProxy | None) -> Ledger:
+            proxy: PublishProxy | None, table: Mapping[str, int]) -> Ledger:
     """The ledger from the kernel counters, the collector's counts, every worker's and the proxy's."""
     totals = WorkerTotals()
     worker_died, held = Tally(), Tally()
@@ -127,4 +129,5 @@ def account(kernel: Mapping[str, int], evicted: Tally, forward_dropped: Tally, l
         delivered=totals.delivered,
         outputs=outputs,
         kernel=kernel,
+        table=table,
     )

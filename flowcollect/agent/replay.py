@@ -154,6 +154,11 @@ class Replay:
                 totals[name] += value
         return totals
 
+    def table(self) -> dict[str, int]:
+        """The lanes' flow tables together, as the stop line gives one."""
+        summaries = [lane.kernel.table_summary() for lane in self.lanes.values()]
+        return {key: sum(summary[key] for summary in summaries) for key in summaries[0]} if summaries else {}
+
     def ledger(self) -> Ledger:
         kernel = self.counters()
         return Ledger(
@@ -161,7 +166,7 @@ class Replay:
             deduplicated=self.deduplicated,
             pipeline_lost={"ring_buffer_full": Tally(0, kernel["ringbuf_reserve_failed"]),
                            "no_flow_map": Tally(0, kernel["no_flow_map"])},
-            delivered=self.delivered, outputs=self.outputs.counters(), kernel=kernel)
+            delivered=self.delivered, outputs=self.outputs.counters(), kernel=kernel, table=self.table())
 
     def close(self) -> None:
         for lane in self.lanes.values():

@@ -105,6 +105,7 @@ class FlowKernel:
         # table's caps (they grow with it), the others are fixed.
         self._drain_rows = empty(sum(self.sizer.caps))
         self._regions = ffi.new("struct fc_table_region[]", self.ncpus)
+        self._table_bytes = self._largest_table_bytes = 0
         self._ring_rows = empty(RINGBUF_BATCH)
         self._counters = ffi.new("__u64[]", lib.FC_COUNTER_MAX)
         self._feature_counters = ffi.new("__u64[]", lib.FC_FEATURE_COUNTER_MAX)
@@ -162,6 +163,13 @@ class FlowKernel:
         check(lib.fc_agent_table_regions(self._agent, self._regions, self.ncpus))
         return [RegionUse(int(r.cap), int(r.flows), int(r.overflowed), int(r.refused)) for r in self._regions]
 
+    def table_summary(self) -> dict[str, int]:
+        """The flow table for the stop line: its memory now and at its largest (after a swap), the flows
+        the active half can hold, and how often a CPU's region grew or shrank (table_sizing.py)."""
+        return {"bytes": self._table_bytes, "largest_bytes": self._largest_table_bytes,
+                "flow_cap": sum(self.sizer.caps), "regions_grown": self.sizer.grown,
+                "regions_shrunk": self.sizer.shrunk}
+
     def table_fill(self) -> float:
         """The largest share of its cap a CPU's region of the active half has used (cheap: polled in floods)."""
         return max((use.flows / use.cap if use.cap else float(use.refused > 0) for use in self.regions()),
@@ -189,11 +197,14 @@ class FlowKernel:
         grown, shrunk = self.sizer.grown, self.sizer.shrunk
         # Every swap lays the idle half out for the caps (it may still have those of two swaps ago).
         self._next_caps[0:self.ncpus] = self.sizer.next_caps(self.regions())
-        if out is None and len(self._drain_rows) < retired_caps:
+        if out is None and not retired_caps <= len(self._drain_rows) < 4 * retired_caps:
+            # The rows follow the table: larger when it grew, smaller again once it shrank back.
             self._drain_rows = empty(retired_caps)
         rows = self._drain_rows if out is None else out
         n = check(lib.fc_agent_swap_and_drain(self._agent, self._next_caps, _rows(rows), len(rows), self._stats))
         s = self._stats
+        self._table_bytes = int(s.table_bytes)
+        self._largest_table_bytes = max(self._largest_table_bytes, self._table_bytes)
         return rows[:n], DrainStats(s.swap_ns, s.drain_ns, s.batches, s.overflow_rows, s.table_bytes, retired_caps,
                                     sum(self.sizer.caps), self.sizer.grown - grown, self.sizer.shrunk - shrunk)
 
