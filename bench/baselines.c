@@ -224,14 +224,18 @@ out:
 	return fd;
 }
 
-int fcb_load_prog(const char *object_path, const char *name)
+int fcb_load_prog(const char *object_path, const char *name, __u32 flow_map_entries)
 {
 	struct bpf_object *obj = bpf_object__open_file(object_path, NULL);
 	struct bpf_program *prog, *wanted = NULL;
+	struct bpf_map *map;
 	int fd;
 
 	if (!obj)
 		return -errno;
+	bpf_object__for_each_map(map, obj)
+		if (flow_map_entries && !strncmp(bpf_map__name(map), "fc_flows_", 9))
+			bpf_map__set_max_entries(map, flow_map_entries);
 	/* Only the named program: an object's others (tracing programs, say) may not load on this kernel. */
 	bpf_object__for_each_program(prog, obj) {
 		bool it = !strcmp(bpf_program__name(prog), name);
@@ -297,6 +301,21 @@ long fcb_global_offset(int map_fd, const char *var)
 	}
 	btf__free(btf);
 	return offset;
+}
+
+int fcb_prog_id(int prog_fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+
+	return bpf_obj_get_info_by_fd(prog_fd, &info, &len) ? -errno : (int)info.id;
+}
+
+int fcb_tcx_attach(int prog_fd, int ifindex, int ingress)
+{
+	int link = bpf_link_create(prog_fd, ifindex, ingress ? 46 /* BPF_TCX_INGRESS */ : 47 /* BPF_TCX_EGRESS */, NULL);
+
+	return link < 0 ? -errno : link;
 }
 
 int fcb_enable_stats(void)

@@ -21,8 +21,13 @@ long fcb_test_run_new_flows(int prog_fd, void *frame, __u32 len, __u32 src_ip_of
 long fcb_test_run_each(int prog_fd, const void *frame, __u32 len, __u32 n, __u64 *total_ns);
 /* Open and load a BPF object file; an fd of its first program (close it), or -errno. */
 int fcb_load_first_prog(const char *object_path);
-/* The same for the program called `name`, the object's others not loaded. */
-int fcb_load_prog(const char *object_path, const char *name);
+/* The same for the program called `name`, the object's others not loaded; flow_map_entries, when not 0,
+ * sizes the maps named fc_flows_* (the old datapath's flow maps). */
+int fcb_load_prog(const char *object_path, const char *name, __u32 flow_map_entries);
+/* The kernel's id of the program at prog_fd, or -errno. */
+int fcb_prog_id(int prog_fd);
+/* A TCX link of the program on ifindex (the caller's network namespace): its fd (close it to detach), or -errno. */
+int fcb_tcx_attach(int prog_fd, int ifindex, int ingress);
 /* For bench/lab.py AgentTable: reach a running agent's maps and programs by id, by name. */
 int bpf_map_get_fd_by_id(__u32 id);
 int bpf_prog_get_fd_by_id(__u32 id);

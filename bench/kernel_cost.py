@@ -88,11 +88,12 @@ def old_object(commit=BASELINE_COMMIT):
     return out
 
 
-def old_program(base, commit=BASELINE_COMMIT):
-    """fc_ingress as it was at `commit`: its maps are made by libbpf as declared then (5,000 flows a map)."""
-    fd = base.lib.fcb_load_prog(old_object(commit).encode(), b"fc_ingress")
+def old_program(base, name="fc_ingress", flow_map_entries=0, commit=BASELINE_COMMIT):
+    """A TC program as it was at `commit`, its maps made by libbpf as declared then (5,000 flows a map, or
+    flow_map_entries)."""
+    fd = base.lib.fcb_load_prog(old_object(commit).encode(), name.encode(), flow_map_entries)
     if fd < 0:
-        raise OSError(-fd, f"loading fc_ingress of {commit}: {os.strerror(-fd)}")
+        raise OSError(-fd, f"loading {name} of {commit}: {os.strerror(-fd)}")
     return fd
 
 

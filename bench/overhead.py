@@ -25,8 +25,11 @@ both hooks of the same veth, separates what the TC hook itself costs from
 what flowcollect's program and processes add; a fourth, the floor program
 (bench/bpf/floor.bpf.c: one clock read and one header copy, what any flow
 program must do per packet before it touches a map), bounds what changes to
-the program itself can win (UDP only). Each run rotates which condition goes
-first, so drift on a noisy host favours none. Ratio = with / without.
+the program itself can win (UDP only); a fifth, the datapath as it was at
+BASELINE_COMMIT (its fc_ingress and fc_egress built from git, flow maps of
+AGENT_FLOWS, attached with TCX links like the agent's), measures what the
+table bought on the real path. Each run rotates which condition goes first,
+so drift on a noisy host favours none. Ratio = with / without.
 
 The programs' own cost on this flood is read from the kernel's run-time
 statistics (BPF_ENABLE_STATS, on only for that extra window: they add two
@@ -42,7 +45,7 @@ import time
 
 from bench.build_baselines import load as load_baselines
 from bench.common import Figure, Result, progress, results_table
-from bench.kernel_cost import bench_object
+from bench.kernel_cost import BASELINE_COMMIT, bench_object, old_program
 from bench.lab import Lab, bpf_objects, interrupt_on_sigterm, wait_until
 
 PART = "overhead"
@@ -86,31 +89,37 @@ class Bench:
             self.lab.stop(trafgen)
         return (n1 - n0) / (t1 - t0)
 
-    def ingress_ns_per_packet(self, agent):
-        """The receiving veth's ingress program, timed by the kernel (bpf_stats) over `seconds` of the UDP flood.
-
-        The empty program is found on the veth (tc attached it); the agent's among the programs its
-        collector holds (its TCX links are not shown by Debian 12's bpftool).
-        """
+    def _prog_stats(self, prog_id):
         run_ns, runs, name = (self.base.ffi.new("__u64 *"), self.base.ffi.new("__u64 *"),
                               self.base.ffi.new("char[16]"))
+        err = self.base.lib.fcb_prog_run_stats(prog_id, run_ns, runs, name)
+        if err < 0:
+            raise OSError(-err, "bpf_obj_get_info_by_fd")
+        return run_ns[0], runs[0], self.base.ffi.string(name).decode()
 
-        def prog_stats(prog_id):
-            err = self.base.lib.fcb_prog_run_stats(prog_id, run_ns, runs, name)
-            if err < 0:
-                raise OSError(-err, "bpf_obj_get_info_by_fd")
-            return run_ns[0], runs[0], self.base.ffi.string(name).decode()
+    def ingress_id(self, attached):
+        """The kernel id of the receiving veth's ingress program under a condition (what condition() yields).
 
-        if agent is None:
+        A program tc attached is found on the veth; the agent's among the programs its collector holds
+        (its TCX links are not shown by Debian 12's bpftool); the old datapath's is the one this bench loaded.
+        """
+        if isinstance(attached, int):
+            return attached
+        if attached is None:
             nets = json.loads(self.receiver.ns.exec("bpftool", "-j", "net", "show", "dev", "veth0").stdout)
             ids = [p["id"] for net in nets for p in net.get("tc", []) if p.get("kind") == "clsact/ingress"]
         else:
-            ids = [p["prog_id"] for p in bpf_objects(agent.process.pid, "prog")
-                   if prog_stats(p["prog_id"])[2] == "fc_ingress"]
+            ids = [p["prog_id"] for p in bpf_objects(attached.process.pid, "prog")
+                   if self._prog_stats(p["prog_id"])[2] == "fc_ingress"]
         assert len(ids) == 1, f"expected one ingress program on the receiver's veth0, found {ids}"
+        return ids[0]
+
+    def ingress_ns_per_packet(self, attached):
+        """The receiving veth's ingress program, timed by the kernel (bpf_stats) over `seconds` of the UDP flood."""
+        prog_id = self.ingress_id(attached)
 
         def stats():
-            return prog_stats(ids[0])[:2]
+            return self._prog_stats(prog_id)[:2]
 
         stats_fd = self.base.lib.fcb_enable_stats()
         if stats_fd < 0:
@@ -138,6 +147,18 @@ class Bench:
         try:
             if name == NOTHING:
                 yield None
+            elif name == OLD_DATAPATH:
+                progs = [old_program(self.base, hook, flow_map_entries=AGENT_FLOWS) for hook in ("fc_ingress",
+                                                                                                 "fc_egress")]
+                with self.receiver.ns.entered():
+                    links = [self.base.lib.fcb_tcx_attach(fd, self.receiver.ifindex, ingress)
+                             for fd, ingress in zip(progs, (1, 0), strict=True)]
+                try:
+                    assert min(links) >= 0, f"attaching {OLD_DATAPATH}: {os.strerror(-min(links))}"
+                    yield self.base.lib.fcb_prog_id(progs[0])
+                finally:
+                    for fd in [*progs, *(link for link in links if link >= 0)]:
+                        os.close(fd)
             elif name in BENCH_PROGRAMS:
                 tc("qdisc", "add", "dev", "veth0", "clsact")
                 for hook in ("ingress", "egress"):
@@ -146,7 +167,7 @@ class Bench:
                 yield None
             else:
                 agent = self.lab.agent(self.receiver.ns, "--interfaces", "veth0", "--output", "none",
-                                       "--workers", "1", "--cache-max-flows", "100000",
+                                       "--workers", "1", "--cache-max-flows", str(AGENT_FLOWS),
                                        name=f"overhead-{time.monotonic_ns()}")
                 try:
                     yield agent
@@ -159,13 +180,20 @@ class Bench:
 
 NOTHING, EMPTY_PROGRAM, FLOWCOLLECT = "without", "empty TC program", "with flowcollect"
 FLOOR_PROGRAM = "floor: empty + one clock read + one header copy"
+OLD_DATAPATH = f"fc_ingress/fc_egress at {BASELINE_COMMIT}"
 BENCH_PROGRAMS = {EMPTY_PROGRAM: "empty", FLOOR_PROGRAM: "floor"}  # bench/bpf/<name>.bpf.c
-CONDITIONS = (NOTHING, EMPTY_PROGRAM, FLOOR_PROGRAM, FLOWCOLLECT)
+CONDITIONS = (NOTHING, EMPTY_PROGRAM, FLOOR_PROGRAM, OLD_DATAPATH, FLOWCOLLECT)
+AGENT_FLOWS = 100_000  # every flow of the flood fits, in the agent's table as in the old maps
+
+
+def over(runs, floor):
+    """Each run's figure less the floor's of the same run."""
+    return [x - f for x, f in zip(runs, floor, strict=True)]
 
 
 def measure(runs, seconds):
     udp = {c: [] for c in CONDITIONS}
-    tcp = {c: [] for c in CONDITIONS if c != FLOOR_PROGRAM}
+    tcp = {c: [] for c in (NOTHING, EMPTY_PROGRAM, FLOWCOLLECT)}
     timed = {c: [] for c in CONDITIONS[1:]}
     with Lab() as lab:
         bench = Bench(lab, seconds)
@@ -174,12 +202,12 @@ def measure(runs, seconds):
             progress(f"overhead: run {run + 1}/{runs}")
             turn = run % len(CONDITIONS)
             for condition in CONDITIONS[turn:] + CONDITIONS[:turn]:
-                with bench.condition(condition) as agent:
+                with bench.condition(condition) as attached:
                     udp[condition].append(bench.udp_pps())
                     if condition in tcp:
                         tcp[condition].append(bench.tcp_bps() / 1e9)
                     if condition in timed:
-                        timed[condition].append(bench.ingress_ns_per_packet(agent))
+                        timed[condition].append(bench.ingress_ns_per_packet(attached))
     udp_case, tcp_case = f"UDP, {UDP_FLOWS:,} flows, 60 B frames", "TCP, 1 iperf3 stream"
     fig = Figure
     return [
@@ -194,6 +222,14 @@ def measure(runs, seconds):
                aim_of="median"),
         Result(PART, udp_case + ": kernel-timed (bpf_stats)", fig(FLOWCOLLECT, "ns/packet", timed[FLOWCOLLECT]),
                fig(FLOOR_PROGRAM, "ns/packet", timed[FLOOR_PROGRAM]), better="lower"),
+        Result(PART, udp_case + ": kernel-timed (bpf_stats)", fig(FLOWCOLLECT, "ns/packet", timed[FLOWCOLLECT]),
+               fig(OLD_DATAPATH, "ns/packet", timed[OLD_DATAPATH]), better="lower", aim="<= 0.65"),
+        Result(PART, udp_case + ": kernel-timed (bpf_stats), less the empty program's of the same run",
+               fig(FLOWCOLLECT, "ns/packet", over(timed[FLOWCOLLECT], timed[EMPTY_PROGRAM])),
+               fig(OLD_DATAPATH, "ns/packet", over(timed[OLD_DATAPATH], timed[EMPTY_PROGRAM])), better="lower",
+               aim="<= 0.65"),
+        Result(PART, udp_case, fig(OLD_DATAPATH, "packets/s", udp[OLD_DATAPATH]),
+               fig(NOTHING, "packets/s", udp[NOTHING])),
         Result(PART, tcp_case, fig(FLOWCOLLECT, "Gbit/s", tcp[FLOWCOLLECT]), fig(NOTHING, "Gbit/s", tcp[NOTHING])),
         Result(PART, tcp_case, fig(EMPTY_PROGRAM, "Gbit/s", tcp[EMPTY_PROGRAM]),
                fig(NOTHING, "Gbit/s", tcp[NOTHING])),

@@ -108,7 +108,7 @@ class Settings:
         format_size, metavar="SIZE")
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
     flow_clock: str = _choice(
-        "fine", ("tick", "fine"),
+        "tick", ("tick", "fine"),
         "the clock of the flows' times: a 1 ms tick the kernel programs read for free (times up to 1 ms early, "
         "8 ms when softirqs are starved), or the fine clock read for every packet")
     tc_attach_mode: str = _choice(
