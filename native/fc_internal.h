@@ -126,7 +126,8 @@ struct fc_ringbuf_sink {
 	__u64 malformed;
 };
 
-int fc_ringbuf_open(struct fc_agent *agent);
+/* Unmap the ring buffer (it is mapped again by the next read that finds records waiting). */
+void fc_ringbuf_close(struct fc_agent *agent);
 
 /* ---- fc_features.c ---- */
 
@@ -144,7 +145,8 @@ void fc_features_close(struct fc_agent *agent);
 
 struct fc_agent {
 	struct flows_bpf *skel;
-	struct ring_buffer *ringbuf;
+	struct ring_buffer *ringbuf; /* NULL while unmapped (fc_ringbuf.c) */
+	__u32 ringbuf_idle_reads;
 	struct fc_ringbuf_sink sink;
 	struct fc_table table;
 	__u32 max_flows;

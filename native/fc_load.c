@@ -188,7 +188,7 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(-ENOMEM, "allocating the counters' buffer");
 		goto fail;
 	}
-	if ((err = fc_ringbuf_open(agent)) || (err = fc_features_after_load(agent)) || (err = start_clock_tick(agent)))
+	if ((err = fc_features_after_load(agent)) || (err = start_clock_tick(agent)))
 		goto fail;
 	*out = agent;
 	return 0;
@@ -258,7 +258,7 @@ void fc_agent_close(struct fc_agent *agent)
 		return;
 	fc_agent_detach_all(agent);
 	fc_features_close(agent);
-	ring_buffer__free(agent->ringbuf);
+	fc_ringbuf_close(agent);
 	fc_table_close(agent);
 	flows_bpf__destroy(agent->skel);
 	free(agent->attachments);

@@ -2,11 +2,22 @@
 /*
  * The ring buffer: one-packet records of the flows the table refused
  * (bpf/table.bpf.h refuse()), copied into a caller-owned array.
+ *
+ * It is mapped into this process only while it carries records: a mapping
+ * of the ring (twice its size, for records that wrap) is resident from the
+ * moment it is made, 32 MiB for the default 16 MiB ring, and the table's
+ * fallbacks leave the ring empty nearly always. At rest the map's fd is
+ * polled (it is readable when records wait, mapped or not); the first
+ * record maps it (~0.4 ms for 16 MiB), and FC_RINGBUF_IDLE_READS reads in a
+ * row that find nothing unmap it.
  */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 
 #include "fc_internal.h"
+
+#define FC_RINGBUF_IDLE_READS 8
 
 static int on_ringbuf_record(void *ctx, void *data, size_t size)
 {
@@ -21,11 +32,18 @@ static int on_ringbuf_record(void *ctx, void *data, size_t size)
 	return sink->n >= sink->capacity ? -ENOBUFS : 0;
 }
 
-int fc_ringbuf_open(struct fc_agent *agent)
+static int map_ringbuf(struct fc_agent *agent)
 {
 	agent->ringbuf = ring_buffer__new(bpf_map__fd(agent->skel->maps.fc_ringbuf), on_ringbuf_record,
 					  &agent->sink, NULL);
-	return agent->ringbuf ? 0 : fc_fail(-errno, "opening the ring buffer");
+	agent->ringbuf_idle_reads = 0;
+	return agent->ringbuf ? 0 : fc_fail(-errno, "mapping the ring buffer");
+}
+
+void fc_ringbuf_close(struct fc_agent *agent)
+{
+	ring_buffer__free(agent->ringbuf);
+	agent->ringbuf = NULL;
 }
 
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
@@ -35,11 +53,27 @@ long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out
 
 	if (!capacity)
 		return fc_fail(-EINVAL, "consuming the ring buffer into 0 rows");
+	if (!agent->ringbuf) {
+		struct pollfd ready = { .fd = bpf_map__fd(agent->skel->maps.fc_ringbuf), .events = POLLIN };
+
+		err = poll(&ready, 1, timeout_ms > 0 ? timeout_ms : 0);
+		if (err < 0 && errno != EINTR)
+			return fc_fail(-errno, "waiting for ring-buffer records");
+		if (err <= 0)
+			return 0;
+		if ((err = map_ringbuf(agent)))
+			return err;
+		timeout_ms = 0; /* records are waiting */
+	}
 	agent->sink.out = out;
 	agent->sink.capacity = capacity;
 	agent->sink.n = 0;
 	err = timeout_ms > 0 ? ring_buffer__poll(agent->ringbuf, timeout_ms) : ring_buffer__consume(agent->ringbuf);
 	if (err < 0 && err != -ENOBUFS && err != -EINTR)
 		return fc_fail(err, "consuming the ring buffer");
+	if (agent->sink.n)
+		agent->ringbuf_idle_reads = 0;
+	else if (++agent->ringbuf_idle_reads >= FC_RINGBUF_IDLE_READS)
+		fc_ringbuf_close(agent);
 	return (long)agent->sink.n;
 }

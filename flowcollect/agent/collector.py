@@ -36,7 +36,8 @@ from flowcollect.agent.worker_link import WorkerLink
 from flowcollect.agent.worker_spec import WorkerSpec
 from flowcollect.export.ipfix import IpfixOptions
 from flowcollect.export.outputs import ExportSpec, FlowMetricsOptions
-from flowcollect.export.prometheus import health, server
+from flowcollect.export.prometheus import health
+from flowcollect.export.prometheus.tracing import Tracing
 from flowcollect.interfaces.attacher import SUMMARY_PERIOD_S, TcAttacher
 from flowcollect.interfaces.filter import InterfaceFilter
 from flowcollect.interfaces.informer import new_informer
@@ -93,7 +94,7 @@ class Collector:
         self._kernel_losses = LossLog(log, "lost in the kernel: the flow map and the ring buffer were both full "
                                            "(a larger cache_max_flows or ringbuf_size keeps them)")
         self._kernel_lost_seen = 0
-        self.tracing = server.Tracing(config.cache_active_timeout)  # what /healthz answers
+        self.tracing = Tracing(config.cache_active_timeout)  # what /healthz answers
 
     def install_signal_handlers(self) -> None:
         self.flags.install()
@@ -111,6 +112,8 @@ class Collector:
                     if held is not None:
                         closers.append(held.release)
             if config.metrics_address:
+                # Only then: prometheus_client is ~8 MiB of every process's memory (health.py).
+                from flowcollect.export.prometheus import server
                 # Before any process counts anything: every process then writes its metrics to this directory.
                 metrics_dir = health.enable_multiprocess()
                 owners.claim(metrics_dir)

@@ -79,6 +79,7 @@ class FlowMetrics:
                  registry: prometheus_client.CollectorRegistry = prometheus_client.REGISTRY) -> None:
         self.attributes: tuple[str, ...] = check("metrics_flow_attributes", tuple(attributes))
         self.max_series = max_series
+        health.metrics()  # flow counters are metrics: this process counts the agent's own too
         self._columns = [column for a in self.attributes if (column := ATTRIBUTE_COLUMNS[a])]
         if {"src_addr", "dst_addr"} & set(self.attributes):
             self._columns.append("eth_protocol")  # an address is text only for IP frames

@@ -15,9 +15,13 @@ and a scrape of the collector's /metrics reads and sums all of them. So:
   counters stay (they are totals; the restarted worker adds to them), its
   live gauges go.
 
-Without enable_multiprocess() the same calls work in one process (tests, a
-single-process run) with prometheus_client's default in-memory values.
-Metric objects are created on first use, after the mode is chosen.
+An agent without --metrics-address counts nothing: until enable_multiprocess()
+(in this process or, through the environment, in its parent) or a call of
+metrics(), the functions below return at once, and prometheus_client, ~8 MiB
+of every process's memory with what it imports, is never imported. After
+metrics() alone the same calls count in one process (tests) with
+prometheus_client's default in-memory values. Metric objects are created on
+first use, after the mode is chosen.
 
 Every counter is present from the first scrape, at zero, with every label
 value known at start: each loss cause, each eviction reason, each configured
@@ -33,9 +37,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
-
-import prometheus_client
-from prometheus_client import values
 
 from flowcollect.pipeline.sources import DrainStats
 from flowcollect.records.tally import LOSS_CAUSES
@@ -72,6 +73,7 @@ KERNEL_LOSSES = {"ringbuf_reserve_failed": "ring_buffer_full", "no_flow_map": "n
 
 def enable_multiprocess(directory: str | None = None) -> str:
     """Switch this process (and the processes it starts) to multiprocess metrics; returns the directory."""
+    from prometheus_client import values
     if _metrics is not None and not _metrics.multiprocess:
         raise RuntimeError("enable_multiprocess() must come before the first metric is updated")
     directory = directory or tempfile.mkdtemp(prefix="flowcollect-metrics-")  # mode 0700
@@ -94,6 +96,7 @@ def process_exited(pid: int) -> None:
 
 class _Metrics:
     def __init__(self) -> None:
+        import prometheus_client
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         counter, gauge, histogram = prometheus_client.Counter, prometheus_client.Gauge, prometheus_client.Histogram
         self.kernel = {name: counter(metric, text) for name, (metric, text) in KERNEL_COUNTERS.items()}
@@ -145,8 +148,15 @@ _metrics: _Metrics | None = None
 _metrics_lock = threading.Lock()
 
 
+def counting() -> _Metrics | None:
+    """The metric objects of this process when it counts (metrics are on, or metrics() was called), else None."""
+    if _metrics is None and os.environ.get(MULTIPROC_ENV):
+        return metrics()
+    return _metrics
+
+
 def metrics() -> _Metrics:
-    """The metric objects of this process, created on first use."""
+    """The metric objects of this process, created on first use: from here on, this process counts."""
     global _metrics
     if _metrics is None:
         with _metrics_lock:
@@ -162,7 +172,9 @@ def declare(outputs: Iterable[str]) -> None:
 
     The gauge is set here, in the collector only: the most recent value of any process wins.
     """
-    m = metrics()
+    m = counting()
+    if m is None:
+        return
     for output in outputs:
         m.exported.labels(output)
         m.exported_packets.labels(output)
@@ -172,7 +184,9 @@ def declare(outputs: Iterable[str]) -> None:
 
 def kernel_counters(totals: Mapping[str, int]) -> None:
     """The kernel's counters as totals since load ({layout.COUNTER_NAMES: int}); adds what is new."""
-    m = metrics()
+    m = counting()
+    if m is None:
+        return
     with m.kernel_lock:
         for name, total in totals.items():
             increase = int(total) - m.kernel_last.get(name, 0)
@@ -188,12 +202,16 @@ def kernel_counters(totals: Mapping[str, int]) -> None:
 def flows_evicted(reason: str, count: int) -> None:
     if reason not in EVICTION_REASONS:
         raise ValueError(f"eviction reason {reason!r}: one of {', '.join(EVICTION_REASONS)}")
-    metrics().evicted.labels(reason).inc(count)
+    m = counting()
+    if m is not None:
+        m.evicted.labels(reason).inc(count)
 
 
 def drain_finished(stats: DrainStats, flows: int) -> None:
     """One swap-and-drain (its cost and the table it left, stats) found `flows`."""
-    m = metrics()
+    m = counting()
+    if m is None:
+        return
     m.drain.observe((stats.swap_ns + stats.drain_ns) / 1e9)
     m.map_fill.set(flows / stats.flow_cap if stats.flow_cap else 0.0)
     m.table_bytes.set(stats.table_bytes)
@@ -205,28 +223,38 @@ def drain_finished(stats: DrainStats, flows: int) -> None:
 
 
 def worker_restarted() -> None:
-    metrics().worker_restarts.inc()
+    m = counting()
+    if m is not None:
+        m.worker_restarts.inc()
 
 
 def worker_silenced() -> None:
-    metrics().workers_silenced.inc()
+    m = counting()
+    if m is not None:
+        m.workers_silenced.inc()
 
 
 def reattached(count: int) -> None:
-    metrics().reattached.inc(count)
+    m = counting()
+    if m is not None:
+        m.reattached.inc(count)
 
 
 # --- what the workers report ---
 
 def dedup_dropped(count: int) -> None:
-    metrics().dedup_dropped.inc(count)
+    m = counting()
+    if m is not None:
+        m.dedup_dropped.inc(count)
 
 
 def lost(cause: str, flows: int, packets: int) -> None:
     """Flows that reached no output, for one of records/tally.py LOSS_CAUSES (any process)."""
     if cause not in LOSS_CAUSES:
         raise ValueError(f"loss cause {cause!r}: one of {', '.join(LOSS_CAUSES)}")
-    m = metrics()
+    m = counting()
+    if m is None:
+        return
     m.lost_flows.labels(cause).inc(flows)
     m.lost_packets.labels(cause).inc(packets)
 
@@ -243,14 +271,20 @@ def output_labels(kinds: Iterable[str]) -> list[str]:
 
 
 def exported(output: str, flows: int, packets: int) -> None:
-    m = metrics()
+    m = counting()
+    if m is None:
+        return
     m.exported.labels(output).inc(flows)
     m.exported_packets.labels(output).inc(packets)
 
 
 def export_error(output: str, count: int = 1) -> None:
-    metrics().export_errors.labels(output).inc(count)
+    m = counting()
+    if m is not None:
+        m.export_errors.labels(output).inc(count)
 
 
 def flows_capped(count: int) -> None:
-    metrics().capped_flows.inc(count)
+    m = counting()
+    if m is not None:
+        m.capped_flows.inc(count)

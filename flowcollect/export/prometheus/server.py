@@ -3,7 +3,7 @@
 Paths. GET /metrics answers the metrics of every process of the agent
 (multiprocess mode: health.py), in the text format or in OpenMetrics as the
 scraper's Accept header asks; GET /healthz answers 200 while the agent traces
-and 503 with a one-line reason while it does not (Tracing); HEAD answers like
+and 503 with a one-line reason while it does not (tracing.py); HEAD answers like
 GET without the body; any other path is 404, any other method 405. It is a
 small WSGI app of our own on wsgiref, one thread per request, because
 prometheus_client's own server answers the metrics on every path and refuses
@@ -17,10 +17,9 @@ import os
 import platform
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from socketserver import ThreadingMixIn
-from typing import Protocol, cast
+from typing import cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -32,62 +31,12 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from flowcollect import __version__
 from flowcollect.export.prometheus import health
+from flowcollect.export.prometheus.tracing import Tracing
 from flowcollect.settings.addresses import host_port
 from flowcollect.settings.errors import ConfigError
 from flowcollect.settings.values import OutputSpec
 
-# /healthz: the map tracer is stuck when it has not evicted for this many eviction periods, plus a
-# long drain's time (a swap waits for running programs, a full map takes a while to read).
-HEALTHY_EVICTIONS = 3
-EVICTION_SLACK_S = 1.0
 TEXT = "text/plain; charset=utf-8"
-
-
-class Thread(Protocol):
-    def is_alive(self) -> bool: ...
-
-
-class Tracing:
-    """Whether the agent traces, for /healthz: the collector says when it has started, when the map tracer
-    evicts (every eviction, empty ones too) and when it stops; `workers_working()` counts the workers that
-    run and answer."""
-
-    def __init__(self, eviction_period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.eviction_period_s = eviction_period_s
-        self._clock = clock
-        self._last_eviction, self._since_what = clock(), "started"
-        self._workers_working: Callable[[], int] = lambda: 0
-        self._map_tracer: Thread | None = None
-        self._stopping = False
-
-    def started(self, map_tracer: Thread, workers_working: Callable[[], int]) -> None:
-        """The programs are loaded and attached, the workers up, the tracers running."""
-        self._last_eviction, self._since_what = self._clock(), "started"  # the first eviction is a period away
-        self._workers_working = workers_working
-        self._map_tracer = map_tracer  # last: the HTTP thread reads it first
-
-    def evicted(self) -> None:
-        self._last_eviction, self._since_what = self._clock(), "last eviction"
-
-    def stopping(self) -> None:
-        self._stopping = True
-
-    def check(self) -> tuple[bool, str]:
-        """(tracing, one line saying why or why not)."""
-        if self._stopping:
-            return False, "stopping: our programs are detached"
-        if self._map_tracer is None:
-            return False, "starting: the kernel programs, the workers or the tracers are not up yet"
-        if not self._map_tracer.is_alive():
-            return False, "the map-tracer thread has died: nothing is evicted from the kernel"
-        since = self._clock() - self._last_eviction
-        if since > HEALTHY_EVICTIONS * self.eviction_period_s + EVICTION_SLACK_S:
-            return False, (f"no eviction of the kernel map for {since:.1f} s (eviction period "
-                           f"{self.eviction_period_s:g} s): the map tracer is stuck")
-        working = self._workers_working()
-        if not working:
-            return False, "no worker is running: each one is starting, restarting or not answering"
-        return True, f"tracing: {working} workers running, {self._since_what} {since:.1f} s ago"
 
 
 def build_info() -> dict[str, str]:
