@@ -10,7 +10,9 @@ so the figure is the fastest rate sustained without loss.
 
 Baseline, measured in the same run: trafgen's rate to the same receiver with
 nothing attached (the limit). Beside it: the share of packets that came
-through the ring buffer (the map was full), the collector's CPU during the
+through a fallback (the ring buffer: the table refused the flow; the
+overflow map: its bucket was full), the table's largest size (it grows with
+the flood, kernel/table_sizing.py), the collector's CPU during the
 flood, its CPU in the 2 s that start 2 s after the flood (it must be idle
 again: under 5% of a core), and a subscriber that never reads while 20,000
 flows an eviction are published for 2 minutes: the collector's peak RSS
@@ -66,8 +68,9 @@ def agent_run(lab, sender, receiver, conf, count, rate, run):
     assert code == 0, f"flowcollect exited {code}"
     ledger = agent.ledger()
     exact = ledger["packets_seen"] == frames and ledger["packets_lost"] == 0
-    ring = ledger["kernel"]["ringbuf_submitted"] / max(1, ledger["packets_seen"])
-    return exact, frames / seconds, ring, during, after
+    seen = max(1, ledger["packets_seen"])
+    fallbacks = (ledger["kernel"]["ringbuf_submitted"] / seen, ledger["kernel"]["overflow_packets"] / seen)
+    return exact, frames / seconds, fallbacks, ledger["table"]["largest_bytes"], during, after
 
 
 def rss_kib(pid):
@@ -119,19 +122,21 @@ def measure(seconds, runs, rss_seconds=RSS_SECONDS):
             limits.append(limit_run(lab, sender, receiver, conf, 1_500_000))
         limit = sorted(limits)[len(limits) // 2]
         count = int(limit * seconds)
-        sustained, rings, during, after = [], [], [], []
+        sustained, rings, overflows, tables, during, after = [], [], [], [], [], []
         for run in range(runs):
             rate = None
             while True:
                 progress(f"{PART}: agent, run {run + 1}/{runs}, {count:,} new flows at "
                          f"{'full speed' if rate is None else f'{rate:,.0f}/s'}")
-                exact, achieved, ring, cpu_during, cpu_after = agent_run(lab, sender, receiver, conf, count, rate,
-                                                                         run)
+                exact, achieved, (ring, overflow), table, cpu_during, cpu_after = agent_run(
+                    lab, sender, receiver, conf, count, rate, run)
                 if exact:
                     break
                 rate = LOSS_BACKOFF * (rate or achieved)
             sustained.append(achieved)
             rings.append(100 * ring)
+            overflows.append(100 * overflow)
+            tables.append(table / 2**20)
             during.append(cpu_during)
             after.append(cpu_after)
         progress(f"{PART}: a subscriber that never reads, {rss_seconds} s")
@@ -140,9 +145,13 @@ def measure(seconds, runs, rss_seconds=RSS_SECONDS):
     core = Figure("one core", "cores", [1.0] * runs)
     return [
         Result(PART, case, Figure("new flows/s without loss", "flows/s", sustained),
-               Figure("trafgen alone (limit)", "frames/s", limits), aim=">= 0.90"),
-        Result(PART, case, Figure("through the ring buffer", "% of packets", rings),
-               Figure("every packet", "%", [100.0] * runs), better="lower"),
+               Figure("trafgen alone (limit)", "frames/s", limits), aim=">= 0.95"),
+        Result(PART, case, Figure("through any fallback: ring buffer and overflow map", "% of packets",
+                                  [r + o for r, o in zip(rings, overflows, strict=True)]),
+               better="lower", aim="<= 1", aim_of="median"),
+        Result(PART, case, Figure("through the ring buffer", "% of packets", rings), better="lower"),
+        Result(PART, case, Figure("through the overflow map", "% of packets", overflows), better="lower"),
+        Result(PART, case, Figure("flow table at its largest (two halves)", "MiB", tables), better="lower"),
         Result(PART, case, Figure("collector CPU during the flood", "cores", during), core, better="lower"),
         Result(PART, case, Figure("collector CPU 2-4 s after the flood", "cores", after), core,
                aim="<= 0.05", better="lower"),

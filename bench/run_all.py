@@ -24,6 +24,7 @@ RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 # Run counts and sizes: chosen so that the whole suite takes ~13 minutes here (757 s on 2026-12-01).
 DRAIN_FLOWS, DRAIN_RUNS = (10_000, 100_000, 1_000_000), 9
 KERNEL_RUNS, KERNEL_PACKETS = 7, 200_000
+CLOCK_RUNS = 3
 OVERHEAD_RUNS, OVERHEAD_SECONDS = 7, 2.0
 STAGES_RECORDS, STAGES_RUNS = 100_000, 5
 EXPORTS_FLOWS, EXPORTS_RUNS = 100_000, 5
@@ -61,6 +62,10 @@ class Suite:
             for fig in figures:
                 series.setdefault(fig.name, []).append((flows, fig.median))
         self.plots["drain"] = series
+
+    def clock(self):
+        from bench import clock
+        self.results += clock.measure(CLOCK_RUNS)
 
     def kernel_cost(self):
         from bench import kernel_cost
@@ -127,8 +132,8 @@ class Suite:
         self.results += new_flows.measure(NEW_FLOWS_SECONDS, NEW_FLOWS_RUNS)
 
 
-PARTS = ("drain", "kernel_cost", "feature_cost", "overhead", "stages", "exports", "end_to_end", "peers", "memory",
-         "new_flows")
+PARTS = ("drain", "kernel_cost", "clock", "feature_cost", "overhead", "stages", "exports", "end_to_end", "peers",
+         "memory", "new_flows")
 
 
 def plot(plots, out_dir):

@@ -4,20 +4,22 @@
  * last seen times.
  *
  * Reading the clock is the largest single cost of counting a packet: a
- * bpf_ktime_get_ns() call is a serialized TSC read (docs/benchmarks.md, the
- * clock part). With fc_clock_mode FC_CLOCK_TICK a BPF timer reads it once a
- * millisecond into .bss and the programs read that copy, so a flow's times
- * are at most one tick (plus the timer's slack) before its packets'. The tick
- * runs in softirq context and can be late when softirqs are starved: a packet
- * that finds the copy older than one jiffy past its tick reads the fine
- * clock itself, so no time is ever more than two jiffies (8 ms at HZ=250)
- * behind. FC_CLOCK_FINE reads the clock for every packet. Replay takes the
- * frame's capture time (fc_replay).
+ * bpf_ktime_get_ns() call is a serialized TSC read (~25 ns here; bench/
+ * kernel_cost.py). With fc_clock_mode FC_CLOCK_TICK a BPF timer reads it
+ * every FC_CLOCK_TICK_NS into .bss and the programs read that copy, so a
+ * flow's times are at most one tick (plus the timer's slack) before its
+ * packets' (bench/clock.py measures it: docs/architecture.md has the
+ * figures). The tick runs in softirq context and can be late when softirqs
+ * are starved or the host's scheduler holds the CPU: a packet that finds the
+ * copy older than one jiffy past its tick reads the fine clock itself, so no
+ * time is ever more than two jiffies (8 ms at HZ=250) early. The timer costs
+ * a wake-up of one CPU every tick, idle or not. FC_CLOCK_FINE reads the clock
+ * for every packet. Replay takes the frame's capture time (fc_replay).
  */
 #ifndef FC_CLOCK_BPF_H
 #define FC_CLOCK_BPF_H
 
-#define FC_CLOCK_TICK_NS 1000000ULL
+#define FC_CLOCK_TICK_NS 500000ULL /* a flow time is at most this (plus the timer's slack) early */
 
 /* Load-time: FC_CLOCK_FINE or FC_CLOCK_TICK (enum fc_clock_mode in flow.h). */
 const volatile __u8 fc_clock_mode = FC_CLOCK_FINE;

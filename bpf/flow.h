@@ -30,7 +30,7 @@ enum fc_direction_mask {
 /* Load-time choice of the clock the flows' times come from (const volatile fc_clock_mode, bpf/clock.bpf.h). */
 enum fc_clock_mode {
 	FC_CLOCK_FINE = 0, /* bpf_ktime_get_ns() for every packet */
-	FC_CLOCK_TICK = 1, /* a 1 ms tick's reading, the fine clock when the tick is late */
+	FC_CLOCK_TICK = 1, /* a 0.5 ms tick's reading, the fine clock when the tick is late */
 };
 
 /*

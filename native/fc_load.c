@@ -65,7 +65,7 @@ static int probe_batch_ops(void)
 	return err == 0 || err == -ENOENT;
 }
 
-/* Arm the 1 ms tick of bpf/clock.bpf.h (when the load asked for it): it runs until the agent closes. */
+/* Arm the tick of bpf/clock.bpf.h (when the load asked for it): it runs until the agent closes. */
 static int start_clock_tick(struct fc_agent *agent)
 {
 	__u8 frame[64] = { 0 }; /* a test run needs an Ethernet header's worth of data */
@@ -76,9 +76,9 @@ static int start_clock_tick(struct fc_agent *agent)
 		return 0;
 	err = bpf_prog_test_run_opts(bpf_program__fd(agent->skel->progs.fc_clock_start), &opts);
 	if (err)
-		return fc_fail(err, "starting the 1 ms clock tick");
+		return fc_fail(err, "starting the clock tick");
 	if (opts.retval)
-		return fc_fail(-EINVAL, "starting the 1 ms clock tick (BPF timers: step %u failed)", opts.retval);
+		return fc_fail(-EINVAL, "starting the clock tick (BPF timers: step %u failed)", opts.retval);
 	return 0;
 }
 

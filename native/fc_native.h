@@ -47,7 +47,7 @@ struct fc_load_opts {
 	__u8 debug;
 	__u8 attach_mode;     /* FC_ATTACH_* */
 	__u8 replay;          /* 1: flow times are the frames' skb->tstamp (fc_agent_replay), not the clock */
-	__u8 clock;           /* enum fc_clock_mode: the flows' times from the fine clock or a 1 ms tick */
+	__u8 clock;           /* enum fc_clock_mode: the flows' times from the fine clock or the tick */
 	__u8 pad_opts[3];
 	__u32 features;       /* FC_FEATURE_* wanted: their programs are loaded, their hot-path code enabled */
 };
@@ -133,7 +133,7 @@ long fc_agent_table_regions(struct fc_agent *agent, struct fc_table_region *out,
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
 			      int timeout_ms);
 
-/* The 1 ms tick (FC_CLOCK_TICK, bpf/clock.bpf.h): how many times it ran, and the latest it ran
+/* The tick (FC_CLOCK_TICK, bpf/clock.bpf.h): how many times it ran, and the latest it ran
  * after its due time (ns), since load. Both 0 with the fine clock. */
 void fc_agent_clock_ticks(struct fc_agent *agent, __u64 *ticks, __u64 *late_max_ns);
 

@@ -53,9 +53,10 @@ class DrainStats:
 
 
 def overflow_flows(max_flows: int) -> int:
-    """Entries of each half's overflow map: flows whose bucket was full, a small share at the fills the table
-    runs at (docs/architecture.md), and the cap still bounds them."""
-    return max(64, max_flows // 8)
+    """Entries of each half's overflow map: flows whose bucket was full, 0.07 % of them at the fill a region
+    has at its cap (docs/architecture.md), so 1/64 leaves twenty times that. A per-CPU hash holds a value for
+    every possible CPU in every entry from load on: it is kept small."""
+    return max(64, max_flows // 64)
 
 
 def _rows(batch: np.ndarray) -> Any:
@@ -162,6 +163,13 @@ class FlowKernel:
         """What each CPU's region of the active half holds so far (read from the mapping: no syscall)."""
         check(lib.fc_agent_table_regions(self._agent, self._regions, self.ncpus))
         return [RegionUse(int(r.cap), int(r.flows), int(r.overflowed), int(r.refused)) for r in self._regions]
+
+    def clock_ticks(self) -> tuple[int, int]:
+        """The tick (clock="tick", bpf/clock.bpf.h): how many times it ran, and the latest it ran after its
+        due time (ns), since load. (0, 0) with the fine clock."""
+        ticks, late = ffi.new("__u64 *"), ffi.new("__u64 *")
+        lib.fc_agent_clock_ticks(self._agent, ticks, late)
+        return int(ticks[0]), int(late[0])
 
     def table_summary(self) -> dict[str, int]:
         """The flow table for the stop line: its memory now and at its largest (after a swap), the flows

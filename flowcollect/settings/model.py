@@ -92,7 +92,7 @@ class Settings:
         10.0, v.duration, "polling period when listen_interfaces is poll", format_duration, metavar="DURATION")
     direction: str = _choice("both", ("both", "ingress", "egress"), "which TC hooks count packets")
     cache_max_flows: int = _setting(
-        5000, v.integer(1, MAX_FLOWS_LIMIT),
+        100_000, v.integer(1, MAX_FLOWS_LIMIT),
         "the most flows the kernel flow table holds between two evictions, all CPUs together: each CPU's "
         "part starts at 512, grows when it fills and shrinks back when quiet, within this bound")
     cache_active_timeout: float = _setting(
@@ -109,8 +109,8 @@ class Settings:
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
     flow_clock: str = _choice(
         "tick", ("tick", "fine"),
-        "the clock of the flows' times: a 1 ms tick the kernel programs read for free (times up to 1 ms early, "
-        "8 ms when softirqs are starved), or the fine clock read for every packet")
+        "the clock of the flows' times: a 0.5 ms tick the kernel programs read for free (times up to 0.5 ms early, "
+        "8 ms when the tick is held up), or the fine clock read for every packet")
     tc_attach_mode: str = _choice(
         "auto", ("auto", "tcx", "tc"),
         "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
