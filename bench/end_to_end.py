@@ -23,8 +23,9 @@ between t0 and t1 (each process's CPU-time clock), per million records.
 Where each CPU second goes, by step: the same functions the collector and a
 worker run (pipeline/, transport/wire.py, export/zmq_publish.py's message),
 called here in turn on the same N flows, each on this process's CPU clock:
-collector: drain (swap_and_drain: the half read through its mapping, the rows
-folded), time conversion, sharding, message building, send (PUSH over ipc);
+collector: drain (drain_flows: the half read through its mapping, the rows
+folded and made export rows with their wall-clock times), sharding, message
+building, send (PUSH over ipc);
 worker: receive, decode, dedup, decorate, encode, send (PUB over ipc).
 Beside each, the process's CPU in the real agent, so that its share shows
 and what the steps leave out (threads, polls, the publishing proxy's hop) is
@@ -53,7 +54,7 @@ from flowcollect.kernel.table_sizing import smallest_caps
 from flowcollect.pipeline.decorator import Decorator
 from flowcollect.pipeline.deduper import Deduper
 from flowcollect.pipeline.sharding import split
-from flowcollect.pipeline.timebase import Timebase, evicted
+from flowcollect.pipeline.timebase import Timebase
 from flowcollect.records import layout
 from flowcollect.records.batch import FlowBatch
 from flowcollect.settings.model import Settings
@@ -222,10 +223,11 @@ def steps(base, flows, runs, workers, endpoint):
         """Every step once, in the agent's order, on `flows` new flows in one CPU's region of the table."""
         fill_every_cpu(base, kernel.prog_fd(lib.FC_PROG_INGRESS), first, flows, [cpu])
         timebase = Timebase.read(time.time_ns, time.monotonic_ns)
-        drained, _ = clocked("collector", "drain: swap_and_drain (the half read through its mapping, rows "
-                                          "folded)", kernel.swap_and_drain)
+        drained, _ = clocked("collector", "drain: drain_flows (the half read through its mapping, rows folded, "
+                                          "made export rows)",
+                             lambda: kernel.drain_flows(timebase.wall_ns - timebase.mono_ns, 0))
         assert len(drained) == flows
-        batch = FlowBatch(clocked("collector", "time conversion", lambda: evicted(drained, timebase, 0)))
+        batch = FlowBatch(drained)
         parts = clocked("collector", "sharding", lambda: split(batch, workers))
         messages = clocked("collector", "message building", lambda: [
             wire.flows_message(collector_pub, FlowBatch(part.flows[start:start + wire.MAX_MESSAGE_FLOWS]))

@@ -121,6 +121,12 @@ long fc_tcx_prog_ids(int ifindex, int ingress, __u32 *ids, __u32 capacity);
 long fc_agent_swap_and_drain(struct fc_agent *agent, const __u32 *next_caps, struct fc_flow_record *out,
 			     __u64 capacity, struct fc_drain_stats *stats);
 
+/* Drained rows as the pipeline passes them on (struct fc_flow_export): each record with its wall-clock
+ * times (first/last seen + wall_minus_mono_ns, signed), the sampling rate, and every other byte zero.
+ * One pass, as flowcollect/pipeline/timebase.py evicted() does it in numpy for the ring buffer's rows. */
+void fc_export_rows(const struct fc_flow_record *in, __u64 n, __s64 wall_minus_mono_ns, __u32 sampling,
+		    struct fc_flow_export *out);
+
 /* The flow table's hash of a key (bpf/flow_hash.h): its low bits pick the bucket in a region. */
 __u64 fc_key_hash(const struct fc_flow_key *key);
 

@@ -402,3 +402,20 @@ __u64 fc_key_hash(const struct fc_flow_key *key)
 {
 	return fc_flow_hash(key);
 }
+
+void fc_export_rows(const struct fc_flow_record *in, __u64 n, __s64 wall_minus_mono_ns, __u32 sampling,
+		    struct fc_flow_export *out)
+{
+	__u64 i;
+
+	for (i = 0; i < n; i++) {
+		struct fc_flow_export *row = &out[i];
+
+		/* Whole rows, written once each and in order: every byte of `out` is set, padding included. */
+		memset(row, 0, sizeof(*row));
+		row->record = in[i];
+		row->time_flow_start_ns = (__s64)in[i].metrics.first_seen_ns + wall_minus_mono_ns;
+		row->time_flow_end_ns = (__s64)in[i].metrics.last_seen_ns + wall_minus_mono_ns;
+		row->sampling = sampling;
+	}
+}

@@ -5,6 +5,7 @@ from collections import deque
 import numpy as np
 
 from flowcollect.pipeline import rows
+from flowcollect.pipeline.timebase import Timebase, evicted
 from flowcollect.records import layout
 from flowcollect.records.batch import empty
 from tests.flowtools import ip16, mac6
@@ -77,6 +78,11 @@ class FakeFetcher:
             self.calls += 1
             self._called.notify_all()
         return self._buffer[:len(pending)], None
+
+    def drain_flows(self, wall_minus_mono_ns, sampling):
+        """swap_and_drain(), the rows made export rows as FlowKernel.drain_flows makes them."""
+        drained, stats = self.swap_and_drain()
+        return evicted(drained, Timebase(wall_ns=wall_minus_mono_ns, mono_ns=0), sampling), stats
 
     def wait_calls(self, count, timeout=5.0):
         """True once swap_and_drain() has returned `count` times in all."""

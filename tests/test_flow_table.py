@@ -11,7 +11,8 @@ from flowcollect.kernel.bindings import ffi, lib
 from flowcollect.kernel.errors import NativeError
 from flowcollect.kernel.flow_kernel import FlowKernel
 from flowcollect.kernel.table_sizing import SMALLEST_CAP
-from flowcollect.records.layout import DIRECTION_EGRESS, ETH_P_IP, FLOW_KEY
+from flowcollect.pipeline.timebase import Timebase, evicted
+from flowcollect.records.layout import DIRECTION_EGRESS, ETH_P_IP, FLOW_EXPORT, FLOW_KEY, FLOW_RECORD
 from tests.flowtools import attach, ip16, mac6, matching, totals
 
 pytestmark = pytest.mark.kernel
@@ -113,3 +114,19 @@ def test_frames_are_never_replayed_into_a_table_live_programs_write(two_hosts):
     frame = np.frombuffer(b"\x00" * 64, dtype=np.uint8)
     with FlowKernel(1024) as kernel, pytest.raises(NativeError, match="not opened for replay"):
         kernel.replay(bytearray(frame.tobytes()), np.array([0]), np.array([64]), np.array([1]), np.array([0]))
+
+
+def test_drained_rows_are_made_export_rows_byte_for_byte_as_the_pipeline_makes_them():
+    # GIVEN rows of every byte value (times kept below 2**63, as the kernel's monotonic ones are)
+    rows = np.random.default_rng(7).integers(0, 256, (1000, FLOW_RECORD.itemsize), dtype=np.uint8)
+    rows = rows.view(FLOW_RECORD).reshape(1000)
+    rows["first_seen_ns"] >>= 2
+    rows["last_seen_ns"] >>= 2
+    timebase = Timebase(wall_ns=1_765_000_000_000_000_000, mono_ns=987_654_321_000)
+    # WHEN the native drain's conversion and the pipeline's own make them export rows
+    native = np.empty(len(rows), dtype=FLOW_EXPORT)
+    lib.fc_export_rows(ffi.cast("struct fc_flow_record *", ffi.from_buffer(rows)), len(rows),
+                       timebase.wall_ns - timebase.mono_ns, 25,
+                       ffi.cast("struct fc_flow_export *", ffi.from_buffer(native, require_writable=True)))
+    # THEN both give the same bytes
+    assert native.tobytes() == evicted(rows, timebase, 25).tobytes()

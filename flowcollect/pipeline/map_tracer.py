@@ -1,10 +1,10 @@
 """Map tracer: evicts the kernel's flow table every eviction_timeout, at once on flush(), and early when it fills.
 
 Each eviction swaps the halves of the kernel's flow table and drains the
-retired one (the fetcher: FlowKernel.swap_and_drain, which also folds each
-flow's counts from every CPU), then converts the monotonic first/last-seen
+retired one (the fetcher: FlowKernel.drain_flows, which also folds each
+flow's counts from every CPU and converts the monotonic first/last-seen
 times to wall-clock time with one (wall, monotonic) pair read just before the
-swap. A flush() that arrives while an eviction runs is not lost, as it is in
+swap). A flush() that arrives while an eviction runs is not lost, as it is in
 the seed: it runs another eviction right after. With watch_fill, it also
 swaps as soon as a CPU's region of the active half nears its cap
 (fill_watch.py), so a flood of new flows is drained in time instead of
@@ -26,7 +26,7 @@ from flowcollect.pipeline.drop_join import DropJoin
 from flowcollect.pipeline.fill_watch import FillWatch
 from flowcollect.pipeline.rtt_join import rtt_join
 from flowcollect.pipeline.sources import DnsFetcher, DrainStats, DropFetcher, MapFetcher, RttFetcher
-from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase, evicted
+from flowcollect.pipeline.timebase import Clock, PeriodClock, Timebase
 from flowcollect.records.batch import FlowBatch
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,12 @@ class MapTracer:
         if self._fill is not None:
             self._fill.swapping()
         timebase = Timebase.read(self._clock, self._mono_clock)
-        drained, stats = self._fetcher.swap_and_drain()
+        flows, stats = self._fetcher.drain_flows(timebase.wall_ns - timebase.mono_ns, self._sampling)
         dropped = self._drops.swap_and_drain_drops() if self._drops is not None else None
         dns = self._dns.swap_and_drain_dns() if self._dns is not None else None
         rtt = self._rtt.swap_and_drain_rtt() if self._rtt is not None else None
-        log.debug("evicted %d flows from the kernel map (%s)", len(drained), stats)
-        self._on_eviction(reason, len(drained), stats)
-        # evicted() copies: the drained rows are the fetcher's buffer, reused next time.
-        flows = evicted(drained, timebase, self._sampling)
+        log.debug("evicted %d flows from the kernel table (%s)", len(flows), stats)
+        self._on_eviction(reason, len(flows), stats)
         if dropped is not None:
             flows = self._drop_join.join(flows, dropped, timebase, self._sampling, last=last)
         if dns is not None:

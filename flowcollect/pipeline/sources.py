@@ -36,8 +36,9 @@ class DrainStats(Protocol):
 class MapFetcher(Protocol):
     """Swaps the halves of the kernel's flow table and drains the retired one."""
 
-    def swap_and_drain(self) -> tuple[Rows, DrainStats]:
-        """FLOW_RECORD rows, every CPU's counts folded (a buffer reused by the next call), and what it cost."""
+    def drain_flows(self, wall_minus_mono_ns: int, sampling: int) -> tuple[Rows, DrainStats]:
+        """FLOW_EXPORT rows in a new array, every CPU's counts folded, times on the wall clock (monotonic +
+        wall_minus_mono_ns) and the sampling rate set, as timebase.evicted() makes them; and what it cost."""
         ...
 
     def table_fill(self) -> float:
