@@ -77,10 +77,11 @@ class Lab:
         self.namespaces.append(ns)
         return ns
 
-    def pair(self, subnet, mtu=1500):
-        """Two fresh namespaces joined by a veth pair (veth0 on both sides): (sender end, receiver end)."""
+    def pair(self, subnet, mtu=1500, names=("veth0", "veth0")):
+        """Two fresh namespaces joined by a veth pair (named `names`, veth0 on both sides by default):
+        (sender end, receiver end)."""
         a, b = self.namespace("tx"), self.namespace("rx")
-        return veth_pair(a, b, subnet, mtu=mtu)
+        return veth_pair(a, b, subnet, mtu=mtu, name_a=names[0], name_b=names[1])
 
     def start(self, ns, *args, **kwargs):
         """A process in ns (or on the host if ns is None), stopped when the lab closes.

@@ -146,7 +146,7 @@ void fc_features_close(struct fc_agent *agent);
 struct fc_agent {
 	struct flows_bpf *skel;
 	struct ring_buffer *ringbuf; /* NULL while unmapped (fc_ringbuf.c) */
-	__u32 ringbuf_idle_reads;
+	__u64 ringbuf_last_record_ns;
 	struct fc_ringbuf_sink sink;
 	struct fc_table table;
 	__u32 max_flows;

@@ -8,8 +8,10 @@
  * moment it is made, 32 MiB for the default 16 MiB ring, and the table's
  * fallbacks leave the ring empty nearly always. At rest the map's fd is
  * polled (it is readable when records wait, mapped or not); the first
- * record maps it (~0.4 ms for 16 MiB), and FC_RINGBUF_IDLE_READS reads in a
- * row that find nothing unmap it.
+ * record maps it (~0.4 ms for 16 MiB), and FC_RINGBUF_IDLE_NS without a
+ * record unmaps it (by time, not by empty reads: a burst's reads come a
+ * millisecond apart, and mapping and unmapping between them cost more than
+ * the records).
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,7 +19,7 @@
 
 #include "fc_internal.h"
 
-#define FC_RINGBUF_IDLE_READS 8
+#define FC_RINGBUF_IDLE_NS 2000000000ULL
 
 static int on_ringbuf_record(void *ctx, void *data, size_t size)
 {
@@ -36,7 +38,7 @@ static int map_ringbuf(struct fc_agent *agent)
 {
 	agent->ringbuf = ring_buffer__new(bpf_map__fd(agent->skel->maps.fc_ringbuf), on_ringbuf_record,
 					  &agent->sink, NULL);
-	agent->ringbuf_idle_reads = 0;
+	agent->ringbuf_last_record_ns = fc_now_ns();
 	return agent->ringbuf ? 0 : fc_fail(-errno, "mapping the ring buffer");
 }
 
@@ -72,8 +74,8 @@ long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out
 	if (err < 0 && err != -ENOBUFS && err != -EINTR)
 		return fc_fail(err, "consuming the ring buffer");
 	if (agent->sink.n)
-		agent->ringbuf_idle_reads = 0;
-	else if (++agent->ringbuf_idle_reads >= FC_RINGBUF_IDLE_READS)
+		agent->ringbuf_last_record_ns = fc_now_ns();
+	else if (fc_now_ns() - agent->ringbuf_last_record_ns > FC_RINGBUF_IDLE_NS)
 		fc_ringbuf_close(agent);
 	return (long)agent->sink.n;
 }

@@ -29,6 +29,14 @@ def test_refused_flows_quadruple_the_region_and_a_crowded_overflow_map_doubles_i
     assert caps == [4 * SMALLEST_CAP, 2 * SMALLEST_CAP]
 
 
+def test_a_burst_the_region_refused_is_taken_by_the_next_half():
+    # GIVEN a region at the smallest cap that took 512 new flows and refused 19,488 more (a burst of 20,000)
+    sizer = TableSizer(1_000_000, 1)
+    caps = sizer.next_caps([use(SMALLEST_CAP, SMALLEST_CAP, refused=20_000 - SMALLEST_CAP)])
+    # THEN the next half holds the burst at the fill where the agent swaps: twice its flows, a power of two
+    assert caps == [65_536]
+
+
 def test_a_quiet_region_halves_after_quiet_swaps_in_a_row_but_never_below_the_smallest_cap():
     # GIVEN a region grown to 8 x the smallest cap
     sizer = TableSizer(1_000_000, 1)

@@ -7,8 +7,10 @@ CPU by CPU:
 
 - grown, x2, when the region reached the fill at which the map tracer swaps
   (FILL_SHARE of its cap), or kept more than OVERFLOW_SHARE of its flows in
-  the overflow map (its buckets were crowded); x4 when it refused flows (past
-  its cap: they went through the ring buffer);
+  the overflow map (its buckets were crowded); when it refused flows (past
+  its cap: they went through the ring buffer), x4 or to twice the flows it
+  was asked to start (those it took and those it refused), whichever is
+  more, so that a burst into a small region is taken after one swap;
 - shrunk, /2, after QUIET_SWAPS swaps in a row that used at most QUIET_SHARE
   of its cap, never below the smallest cap;
 - all caps together at most `max_flows` (cache_max_flows; but one flow per
@@ -72,7 +74,8 @@ class TableSizer:
         crowded = use.overflowed > OVERFLOW_SHARE * max(use.flows, 1)
         if use.refused:
             self._quiet[cpu] = 0
-            return max(cap * 4, self.floor[cpu], 1)
+            # refused counts packets: a bound on the refused flows, exact for a burst of new flows.
+            return max(cap * 4, _power_of_two(2 * (use.flows + use.refused)), self.floor[cpu], 1)
         if use.flows >= FILL_SHARE * cap > 0 or crowded:
             self._quiet[cpu] = 0
             return max(cap * 2, 1)
@@ -99,3 +102,8 @@ class TableSizer:
             return wanted
         total = sum(wanted)  # even the old caps do not fit: scale every region down, to its floor at least
         return [max(floor, cap * self.max_flows // total) for cap, floor in zip(wanted, self.floor, strict=True)]
+
+
+def _power_of_two(n: int) -> int:
+    """The power of two at or above n (a region's buckets are a power of two: a cap is best one too)."""
+    return 1 << max(0, n - 1).bit_length()
