@@ -70,10 +70,14 @@ class Result:
             return None
         return self.figure.ratio_to(self.baseline)
 
+    def judged(self):
+        """What the aim is about: the ratio, the figure's median, or its difference from the baseline's."""
+        return {"median": self.figure.median, "ratio": self.ratio,
+                "difference": self.figure.median - self.baseline.median if self.baseline else None}[self.aim_of]
+
     def met(self):
         """True/False against the aim, None when there is none."""
-        judged = {"median": self.figure.median, "ratio": self.ratio,
-                  "difference": self.figure.median - self.baseline.median if self.baseline else None}[self.aim_of]
+        judged = self.judged()
         if not self.aim or judged is None:
             return None
         op, value = self.aim.split()

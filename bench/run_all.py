@@ -107,7 +107,7 @@ class Suite:
         from bench import end_to_end
         results = end_to_end.measure(E2E_FLOWS, E2E_RUNS)
         self.results += results
-        cpu = [r for r in results if r.figure.name == "collector CPU"]
+        cpu = [r for r in results if r.figure.name == "collector CPU" and r.baseline is not None]
         self.plots["cpu"] = {
             "collector": [(flows, r.figure.median) for flows, r in zip(E2E_FLOWS, cpu, strict=True)],
             "workers": [(flows, r.baseline.median) for flows, r in zip(E2E_FLOWS, cpu, strict=True)],
@@ -196,7 +196,8 @@ def report(suite, parts, seconds):
         results_table(suite.results),
         "",
         "Aims: " + ("; ".join(f"{r.part} {r.case}: {r.figure.name} {r.aim} -> "
-                              f"{'met' if r.met() else 'MISSED'} ({r.ratio:.3g})" for r in aims) or "none measured"),
+                              f"{'met' if r.met() else 'MISSED'} ({r.judged():.3g})" for r in aims)
+                   or "none measured"),
     ]
     for part, error in suite.failures.items():
         lines += ["", f"**{part} failed**: {error}"]

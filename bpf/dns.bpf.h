@@ -7,7 +7,7 @@
  * reversed, the same id) gives the latency. What one flow's DNS did during
  * an eviction period goes into a map of its own behind fc_dns_slot, keyed by
  * the query's addresses, ports and protocol (client to server), swapped and
- * drained with the flow maps (native/fc_native.c) and joined onto the flows
+ * drained with the flow table (native/fc_features.c) and joined onto the flows
  * of both directions in user space (flowcollect/pipeline/dns_join.py).
  *
  * A packet seen at two hooks of the agent (routed through the host) is one

@@ -3,7 +3,7 @@
  * Drops (--features drops): every packet the kernel frees as dropped
  * (tp_btf/kfree_skb, with its enum skb_drop_reason) is counted per flow into
  * a per-CPU map of its own, reached through a one-slot array-of-maps like the
- * flow maps and swapped and drained with them (native/fc_native.c). User space
+ * flow table and swapped and drained with it (native/fc_features.c). User space
  * joins the rows onto the evicted flows by addresses, ports and protocol
  * (flowcollect/pipeline/drop_join.py): the interface, MACs and direction are
  * not in the key because a packet freed deep in the stack may have lost them.
@@ -15,14 +15,14 @@
  * the object is built without a vmlinux.h of the build host.
  *
  * The program is loaded only when the feature is on (bpf_program__set_autoload
- * in native/fc_native.c); the TC hot path is untouched by it.
+ * in native/fc_features.c); the TC hot path is untouched by it.
  */
 #ifndef FC_DROPS_BPF_H
 #define FC_DROPS_BPF_H
 
 #include <bpf/bpf_core_read.h>
 
-/* Load-time settings of the drop program, set by native/fc_native.c. */
+/* Load-time settings of the drop program, set by native/fc_features.c. */
 const volatile __u32 fc_drop_reason_consumed = ~0U; /* SKB_CONSUMED in this kernel's enum (from its BTF): not a drop */
 
 #define FC_NO_HEADER 0xffff /* an unset skb header offset */

@@ -6,12 +6,12 @@
  * the tcp_probe tracepoint it calls through BTF; else a kprobe),
  * the largest of each eviction period per connection. Keyed by the socket's
  * tuple (local to remote), in per-CPU maps of their own behind fc_rtt_slot,
- * swapped and drained with the flow maps (native/fc_native.c) and joined onto
+ * swapped and drained with the flow table (native/fc_features.c) and joined onto
  * the flows of both directions in user space (flowcollect/pipeline/rtt_join.py).
  *
  * Only sockets of the agent's network namespace count, as for drops. The
  * programs are loaded only when the feature is on, and only one of the three
- * (native/fc_native.c chooses).
+ * (native/fc_features.c chooses).
  *
  * The handshake RTT comes from the TC programs (one call from account_packet,
  * removed by the verifier when fc_rtt is 0): SYN to SYN-ACK where the agent

@@ -1,4 +1,4 @@
-"""The compiled cffi extension (native/fc_native.c), and the one place its errors become exceptions."""
+"""The compiled cffi extension (native/, its contract fc_native.h), and the one place its errors become exceptions."""
 import errno as _errno
 
 from flowcollect.kernel.errors import NativeError, PrivilegeError

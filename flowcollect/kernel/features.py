@@ -1,6 +1,6 @@
 """The opt-in features (--features) as the native extension numbers them, and what this kernel can do.
 
-The probe reads the kernel's BTF (native/fc_native.c, fc_probe_features). For rtt it
+The probe reads the kernel's BTF (native/fc_features.c, fc_probe_features). For rtt it
 also loads an empty fentry program to learn whether this kernel can attach one (a kernel
 may have the BTF and no trampolines); unprivileged, that load fails and the probe takes the
 tcp_probe tracepoint or kprobes instead, so --check-config can name another way to attach

@@ -2,7 +2,7 @@
 
 The kernel counts dropped packets in a map of its own keyed by addresses,
 ports and protocol (struct fc_flow_tuple, bpf/drops.bpf.h), swapped and drained
-right after the flow maps, so both cover the same period. Each drop row goes
+right after the flow table, so both cover the same period. Each drop row goes
 to exactly one flow of the same key, the ingress one where there are both (a
 packet is dropped once, whichever hooks saw it), so drop counts are never
 doubled across interfaces. A drop row no flow matches (the kernel dropped the
@@ -25,7 +25,7 @@ _IPV4_MAPPED = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
 class DropJoin:
     """Joins each eviction's drop rows onto its flows; keeps unmatched drops for one more eviction.
 
-    The drop maps are swapped just after the flow maps, and that swap waits
+    The drop maps are swapped just after the flow table, and that swap waits
     for an RCU grace period: a packet that arrives in between is counted by
     TC in the new flow map and dropped into the old drop map, so its drop
     comes one eviction before its flow. A drop row no flow of its eviction

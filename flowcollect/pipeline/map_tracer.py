@@ -10,7 +10,7 @@ swaps as soon as a CPU's region of the active half nears its cap
 (fill_watch.py), so a flood of new flows is drained in time instead of
 spilling into the ring buffer. With a drop fetcher
 (--features drops), the drop maps are swapped and drained right after the
-flow maps and joined onto the flows (drop_join.py); so are the DNS maps with
+flow table and joined onto the flows (drop_join.py); so are the DNS maps with
 a DNS fetcher (--features dns, dns_join.py) and the RTT maps with an RTT
 fetcher (--features rtt, rtt_join.py). On stop, two last
 evictions run and the output is closed.
@@ -42,7 +42,7 @@ before the map filled) or "shutdown"."""
 
 
 class MapTracer:
-    """Evicts `fetcher` (the kernel's flow maps) into FlowBatches.
+    """Evicts `fetcher` (the kernel's flow table) into FlowBatches.
 
     eviction_timeout: seconds. sampling: the kernel's 1-in-N rate, carried into
     every row. clock: wall-clock epoch ns; mono_clock: monotonic ns, the clock
