@@ -16,9 +16,12 @@ Figures: the median, p99 and max of |error|, and the most negative error, in
 microseconds, of the tick, each beside the fine clock's same figure from the
 same packets, and the tick's p99 against 1 ms (issue 19: flow times within 1
 ms of the packets', or the docs say how far and when: docs/architecture.md,
-the clock). Also the tick's largest lateness
-(fc_agent_clock_ticks: how late the timer fired after its due time, the
-largest while the kernels were loaded), beside the same run's idle figure.
+the clock). Also the tick's largest lateness (fc_agent_clock_ticks: how late
+its thread woke after its due time, the largest while the kernels were
+loaded), beside the same run's idle figure. The tick kernel is loaded with
+clock="tick": it ticks whatever the programs' rate (clock="auto", the
+agent's default, rests below native/fc_clock.c's threshold and reads the
+fine clock then).
 
 Conditions (the kernels are loaded afresh in each, after the load started, so
 the lateness is the condition's own; they rotate order from run to run):
@@ -27,19 +30,19 @@ the lateness is the condition's own; they rotate order from run to run):
   - softirq pressure: the hogs, plus a trafgen flood (`--cpus 1`, 60-byte UDP
     frames) across a second veth pair in two other namespaces. On a veth the
     receive side runs in the sender's softirq, so the flood's CPU spends much
-    of its time in NET_RX softirq; softirqs the kernel defers past its budget
-    (the tick's hrtimer softirq among them) go to ksoftirqd, which competes
-    with the hog on that CPU. A row gives ksoftirqd's CPU while the flows were
+    of its time in NET_RX softirq, and softirqs the kernel defers past its
+    budget go to ksoftirqd, which competes with the hog (and the tick's
+    thread) on that CPU. A row gives ksoftirqd's CPU while the flows were
     sent (from /proc, USER_HZ ticks), beside idle: whether the condition
     deferred softirqs at all.
-The tick's timer runs on the CPU it was armed on: the kernels are opened from
-a thread pinned to the CPU trafgen floods from (found from trafgen's affinity;
-CPU 0 in the other conditions), so the flood lands on the tick's CPU.
+The kernels are opened from a thread pinned to the CPU trafgen floods from
+(found from trafgen's affinity; CPU 0 in the other conditions): the tick's
+thread inherits that pin, so the flood and the hog land on its CPU.
 
-A tick packet that finds the copy more than one jiffy (4 ms at HZ=250) older
-than its tick reads the fine clock instead: the tick's error is then the fine
-clock's. Each figure is over one run's flows of a condition; the table gives
-median, min and max over the runs.
+A tick packet that finds the copy more than FC_CLOCK_STALE_NS (1 ms) older
+than the kernel's coarse clock reads the fine clock instead: the tick's error
+is then the fine clock's. Each figure is over one run's flows of a condition;
+the table gives median, min and max over the runs.
 Run: .venv/bin/python -m bench.clock [--runs 3] [--flows 2000]
 """
 import argparse
@@ -210,7 +213,7 @@ class Bench:
             time.sleep(SETTLE_S)
             kernels = {}
             home = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {tick_cpu})  # the tick is armed, and stays, on the CPU of the load
+            os.sched_setaffinity(0, {tick_cpu})  # the tick's thread inherits the pin: it stays on the CPU of the load
             try:
                 for clock in (("fine", "tick") if run % 2 == 0 else ("tick", "fine")):
                     kernels[clock] = loaded.enter_context(FlowKernel(KERNEL_FLOWS, clock=clock, start_cap=self.cap))
@@ -228,7 +231,7 @@ class Bench:
             if sender.error:
                 raise sender.error
             assert sender.sent >= self.flows // 2, f"only {sender.sent} of {self.flows} flows sent in time"
-            ticks, late_ns = kernels["tick"].clock_ticks()
+            ticks, late_ns, _ = kernels["tick"].clock_ticks()
             assert ticks > 0, "the tick never ran"
             with self.sender.ns.entered():
                 for kernel in kernels.values():
@@ -266,7 +269,7 @@ def measure(runs, flows=FLOWS):
             results.append(Result(PART, case, tick, fine, better="lower"))
             if name == "p99 abs. error":
                 results.append(Result(PART, case, tick, better="lower", aim="<= 1000", aim_of="median"))
-        lateness = Figure("tick: largest lateness of the timer", unit, late[condition])
+        lateness = Figure("tick: largest lateness of its thread", unit, late[condition])
         idle = Figure("the same, idle", unit, late["idle"]) if condition != "idle" else None
         results.append(Result(PART, case, lateness, idle, better="lower"))
         # Whether the condition pushed softirqs off to ksoftirqd at all (where the tick could starve).

@@ -30,8 +30,17 @@ enum fc_direction_mask {
 /* Load-time choice of the clock the flows' times come from (const volatile fc_clock_mode, bpf/clock.bpf.h). */
 enum fc_clock_mode {
 	FC_CLOCK_FINE = 0, /* bpf_ktime_get_ns() for every packet */
-	FC_CLOCK_TICK = 1, /* a 0.5 ms tick's reading, the fine clock when the tick is late */
+	FC_CLOCK_TICK = 1, /* the tick's reading (native/fc_clock.c), the fine clock when it is stale */
 };
+
+/*
+ * The tick (native/fc_clock.c): how often user space writes the time for the
+ * programs, how old a reading may be, and how often it counts the programs'
+ * runs to decide whether to tick at all.
+ */
+#define FC_CLOCK_TICK_NS 500000
+#define FC_CLOCK_STALE_NS 1000000
+#define FC_CLOCK_CHECK_NS 100000000
 
 /*
  * TCP flags, OR-ed over every packet of a flow. The low byte is the TCP
@@ -63,7 +72,8 @@ enum fc_counter {
 	FC_COUNTER_LOST_BYTES = 6,         /* bytes of those lost packets */
 	FC_COUNTER_NO_FLOW_MAP = 7,        /* frames seen while the flow table was missing (never after load) */
 	FC_COUNTER_OVERFLOW_PACKETS = 8,   /* frames counted in the overflow map: their flow's bucket was full */
-	FC_COUNTER_MAX = 9,
+	FC_COUNTER_PROGRAM_RUNS = 9,       /* runs of the flow programs (a GSO packet: one), with the tick only */
+	FC_COUNTER_MAX = 10,
 };
 
 #define FC_MAC_LEN 6

@@ -11,10 +11,12 @@
  *   fc_ringbuf.c  the ring buffer
  *   fc_replay.c   captured frames through the programs (BPF_PROG_TEST_RUN)
  *   fc_features.c the opt-in features' programs and maps
+ *   fc_clock.c    the tick: a thread writing the time for the programs (FC_CLOCK_TICK)
  */
 #ifndef FC_INTERNAL_H
 #define FC_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <linux/types.h>
@@ -141,6 +143,27 @@ int fc_features_before_load(struct fc_agent *agent, const struct fc_load_opts *o
 int fc_features_after_load(struct fc_agent *agent);
 void fc_features_close(struct fc_agent *agent);
 
+/* ---- fc_clock.c ---- */
+
+struct fc_clock {
+	pthread_t thread;
+	pthread_mutex_t lock; /* with wake: the thread's sleeps, which fc_clock_stop() cuts short */
+	pthread_cond_t wake;
+	bool initialized;     /* lock and wake */
+	bool running;         /* the thread */
+	bool stop;            /* under lock */
+	__u32 min_runs;       /* tick_min_runs of the load */
+	__u64 *values;        /* ncpus: the thread's own buffer for reading the runs counter */
+	__u64 ticks;
+	__u64 late_max_ns;
+	__u64 starts;
+};
+
+/* Start the tick's thread (FC_CLOCK_TICK); stop and join it, free what it held (a no-op when it
+ * never started). */
+int fc_clock_start(struct fc_agent *agent, __u32 min_runs);
+void fc_clock_stop(struct fc_agent *agent);
+
 /* ---- the agent ---- */
 
 struct fc_agent {
@@ -160,6 +183,7 @@ struct fc_agent {
 	size_t n_attachments;
 	size_t cap_attachments;
 	struct fc_feature_state features;
+	struct fc_clock clock;
 };
 
 /* Sum slots 0..n of a per-CPU array of counters (of `size` slots) into out. */

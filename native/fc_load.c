@@ -65,29 +65,6 @@ static int probe_batch_ops(void)
 	return err == 0 || err == -ENOENT;
 }
 
-/* Arm the tick of bpf/clock.bpf.h (when the load asked for it): it runs until the agent closes. */
-static int start_clock_tick(struct fc_agent *agent)
-{
-	__u8 frame[64] = { 0 }; /* a test run needs an Ethernet header's worth of data */
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = sizeof(frame), .repeat = 1);
-	int err;
-
-	if (!bpf_program__autoload(agent->skel->progs.fc_clock_start))
-		return 0;
-	err = bpf_prog_test_run_opts(bpf_program__fd(agent->skel->progs.fc_clock_start), &opts);
-	if (err)
-		return fc_fail(err, "starting the clock tick");
-	if (opts.retval)
-		return fc_fail(-EINVAL, "starting the clock tick (BPF timers: step %u failed)", opts.retval);
-	return 0;
-}
-
-void fc_agent_clock_ticks(struct fc_agent *agent, __u64 *ticks, __u64 *late_max_ns)
-{
-	*ticks = __atomic_load_n(&agent->skel->bss->fc_clock_ticks, __ATOMIC_RELAXED);
-	*late_max_ns = __atomic_load_n(&agent->skel->bss->fc_clock_late_max_ns, __ATOMIC_RELAXED);
-}
-
 static bool is_power_of_two(__u32 v)
 {
 	return v && !(v & (v - 1));
@@ -138,7 +115,6 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 	agent->skel->rodata->fc_debug = opts->debug;
 	agent->skel->rodata->fc_replay = opts->replay;
 	agent->skel->rodata->fc_clock_mode = opts->clock;
-	bpf_program__set_autoload(agent->skel->progs.fc_clock_start, opts->clock == FC_CLOCK_TICK && !opts->replay);
 	if ((err = bpf_map__set_max_entries(agent->skel->maps.fc_cpu_tables, ncpus)) ||
 	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_overflow_a, opts->overflow_flows)) ||
 	    (err = bpf_map__set_max_entries(agent->skel->maps.fc_overflow_b, opts->overflow_flows)) ||
@@ -188,7 +164,8 @@ int fc_agent_open(const struct fc_load_opts *opts, struct fc_agent **out)
 		err = fc_fail(-ENOMEM, "allocating the counters' buffer");
 		goto fail;
 	}
-	if ((err = fc_features_after_load(agent)) || (err = start_clock_tick(agent)))
+	if ((err = fc_features_after_load(agent)) ||
+	    (opts->clock == FC_CLOCK_TICK && !opts->replay && (err = fc_clock_start(agent, opts->tick_min_runs))))
 		goto fail;
 	*out = agent;
 	return 0;
@@ -257,6 +234,7 @@ void fc_agent_close(struct fc_agent *agent)
 	if (!agent)
 		return;
 	fc_agent_detach_all(agent);
+	fc_clock_stop(agent);
 	fc_features_close(agent);
 	fc_ringbuf_close(agent);
 	fc_table_close(agent);

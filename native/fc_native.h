@@ -50,6 +50,8 @@ struct fc_load_opts {
 	__u8 clock;           /* enum fc_clock_mode: the flows' times from the fine clock or the tick */
 	__u8 pad_opts[3];
 	__u32 features;       /* FC_FEATURE_* wanted: their programs are loaded, their hot-path code enabled */
+	__u32 tick_min_runs;  /* FC_CLOCK_TICK: the tick runs only while the programs run at least this many
+				 times a second, all CPUs together (native/fc_clock.c); 0: always */
 };
 
 /* What one swap-and-drain cost and found, for the agent's own metrics. */
@@ -139,9 +141,10 @@ long fc_agent_table_regions(struct fc_agent *agent, struct fc_table_region *out,
 long fc_agent_ringbuf_consume(struct fc_agent *agent, struct fc_flow_record *out, __u64 capacity,
 			      int timeout_ms);
 
-/* The tick (FC_CLOCK_TICK, bpf/clock.bpf.h): how many times it ran, and the latest it ran
- * after its due time (ns), since load. Both 0 with the fine clock. */
-void fc_agent_clock_ticks(struct fc_agent *agent, __u64 *ticks, __u64 *late_max_ns);
+/* The tick (FC_CLOCK_TICK, native/fc_clock.c), since load: how many times it wrote the time, the
+ * latest it did after its due time (ns), and how many times it started ticking (it rests while the
+ * programs run less than tick_min_runs a second). All 0 with the fine clock. */
+void fc_agent_clock_ticks(struct fc_agent *agent, __u64 *ticks, __u64 *late_max_ns, __u64 *starts);
 
 /* Remove every filter of ours, on every interface: nothing is counted after this. */
 void fc_agent_detach_all(struct fc_agent *agent);

@@ -34,7 +34,15 @@ DIRECTION_MASKS = {
     "both": lib.FC_TRACE_BOTH,
 }
 ATTACH_MODES = {"auto": lib.FC_ATTACH_AUTO, "tcx": lib.FC_ATTACH_TCX, "tc": lib.FC_ATTACH_TC}
-CLOCK_MODES = {"fine": lib.FC_CLOCK_FINE, "tick": lib.FC_CLOCK_TICK}
+# The tick of clock="auto" runs while the programs run this many times a second or more (native/fc_clock.c).
+# Its 2,000 wake-ups a second slow a single TCP stream over a veth by an eighth on a 2-CPU machine (any
+# process waking that often does: bench/overhead.py), and such a stream is ~30,000 runs a second (64-KiB
+# GSO packets), where the tick would save under 1 ms of CPU a second; a flood of small packets, 800,000
+# runs a second, gains 5 % of its rate from the tick.
+TICK_MIN_RUNS = 250_000
+# flow_clock -> (enum fc_clock_mode, tick_min_runs of the load).
+CLOCK_MODES = {"fine": (lib.FC_CLOCK_FINE, 0), "tick": (lib.FC_CLOCK_TICK, 0),
+               "auto": (lib.FC_CLOCK_TICK, TICK_MIN_RUNS)}
 RINGBUF_BATCH = 4096
 # struct fc_replay_frame as numpy sees it, from the C compiler's offsets (native/fc_native.h is its one definition).
 _REPLAY_FRAME = np.dtype({
@@ -101,8 +109,9 @@ class FlowKernel:
             "debug": int(debug),
             "attach_mode": ATTACH_MODES[attach_mode],
             "replay": int(replay),
-            "clock": CLOCK_MODES[clock],
+            "clock": CLOCK_MODES[clock][0],
             "features": feature_mask(features),
+            "tick_min_runs": CLOCK_MODES[clock][1],
         })
         out = ffi.new("struct fc_agent **")
         check(lib.fc_agent_open(opts, out))
@@ -172,12 +181,12 @@ class FlowKernel:
         check(lib.fc_agent_table_regions(self._agent, self._regions, self.ncpus))
         return [RegionUse(int(r.cap), int(r.flows), int(r.overflowed), int(r.refused)) for r in self._regions]
 
-    def clock_ticks(self) -> tuple[int, int]:
-        """The tick (clock="tick", bpf/clock.bpf.h): how many times it ran, and the latest it ran after its
-        due time (ns), since load. (0, 0) with the fine clock."""
-        ticks, late = ffi.new("__u64 *"), ffi.new("__u64 *")
-        lib.fc_agent_clock_ticks(self._agent, ticks, late)
-        return int(ticks[0]), int(late[0])
+    def clock_ticks(self) -> tuple[int, int, int]:
+        """The tick (clock "tick" or "auto", native/fc_clock.c) since load: how many times it wrote the time,
+        the latest it did after its due time (ns), how many times it started ticking. Zeros with "fine"."""
+        ticks, late, starts = ffi.new("__u64 *"), ffi.new("__u64 *"), ffi.new("__u64 *")
+        lib.fc_agent_clock_ticks(self._agent, ticks, late, starts)
+        return int(ticks[0]), int(late[0]), int(starts[0])
 
     def table_summary(self) -> dict[str, int]:
         """The flow table for the stop line: its memory now and at its largest (after a swap), the flows

@@ -124,7 +124,8 @@ DNS_RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: 
 
 # enum fc_counter, in slot order, as lower-case names.
 COUNTER_NAMES = ("packets_seen", "sampled_out", "parse_failed", "map_insert_failed", "ringbuf_submitted",
-                 "ringbuf_reserve_failed", "lost_bytes", "no_flow_map", "overflow_packets")
+                 "ringbuf_reserve_failed", "lost_bytes", "no_flow_map", "overflow_packets",
+                 "program_runs")
 
 Rows = npt.NDArray[np.void]
 """A batch: an array of rows of one of the structs above."""

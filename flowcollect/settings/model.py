@@ -108,9 +108,10 @@ class Settings:
         format_size, metavar="SIZE")
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
     flow_clock: str = _choice(
-        "tick", ("tick", "fine"),
-        "the clock of the flows' times: a 0.5 ms tick the kernel programs read for free (times up to 0.5 ms early, "
-        "8 ms when the tick is held up), or the fine clock read for every packet")
+        "auto", ("auto", "tick", "fine"),
+        "the clock of the flows' times: the fine clock read for every packet, or a 0.5 ms tick the kernel "
+        "programs read for free (times up to 0.5 ms early, 5 ms when the tick is held up); auto ticks only "
+        "while the programs run 250,000 times a second or more")
     tc_attach_mode: str = _choice(
         "auto", ("auto", "tcx", "tc"),
         "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
