@@ -89,7 +89,7 @@ def measure(flows, runs):
     old_fd = blib.fcb_percpu_hash(FLOW_KEY.itemsize, FLOW_METRICS.itemsize, flows)
     assert old_fd >= 0, os.strerror(-old_fd)
     # Every CPU's region holds the flows at its cap, bounded there: the table keeps its size run after run.
-    with FlowKernel(flows * ncpus, start_cap=flows, clock="tick") as kernel:
+    with FlowKernel(flows * ncpus, start_cap=flows) as kernel:
         prog = kernel.prog_fd(lib.FC_PROG_INGRESS)
         first = 0
 

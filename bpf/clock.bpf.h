@@ -19,9 +19,9 @@
  *
  * The thread rests while the programs run less than its tick_min_runs a
  * second (it counts FC_COUNTER_PROGRAM_RUNS, added here): waking every
- * 0.5 ms has a cost of its own (on this 2-CPU machine any process that does
- * slows a single TCP stream over a veth by an eighth; bench/overhead.py),
- * which only a high packet rate pays back.
+ * 0.5 ms has a cost of its own, which only a high packet rate pays back
+ * (docs/architecture.md, the clock, has the figures; they make the fine
+ * clock the default).
  */
 #ifndef FC_CLOCK_BPF_H
 #define FC_CLOCK_BPF_H

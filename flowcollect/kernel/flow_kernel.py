@@ -34,15 +34,12 @@ DIRECTION_MASKS = {
     "both": lib.FC_TRACE_BOTH,
 }
 ATTACH_MODES = {"auto": lib.FC_ATTACH_AUTO, "tcx": lib.FC_ATTACH_TCX, "tc": lib.FC_ATTACH_TC}
-# The tick of clock="auto" runs while the programs run this many times a second or more (native/fc_clock.c).
-# Its 2,000 wake-ups a second slow a single TCP stream over a veth by an eighth on a 2-CPU machine (any
-# process waking that often does: bench/overhead.py), and such a stream is ~30,000 runs a second (64-KiB
-# GSO packets), where the tick would save under 1 ms of CPU a second; a flood of small packets, 800,000
-# runs a second, gains 5 % of its rate from the tick.
+CLOCK_MODES = {"fine": lib.FC_CLOCK_FINE, "tick": lib.FC_CLOCK_TICK}
+# The tick rests while the programs run fewer times a second than this (native/fc_clock.c). It saves
+# ~25 ns a run (bench/kernel_cost.py) and each of its 2,000 wake-ups a second costs 2-3 us of CPU on
+# bare metal, ~26 us in this project's VMs (docs/architecture.md, the clock): 250,000 runs a second is
+# where it starts to pay on the former. A bulk TCP stream is ~30,000 runs a second (64-KiB GSO packets).
 TICK_MIN_RUNS = 250_000
-# flow_clock -> (enum fc_clock_mode, tick_min_runs of the load).
-CLOCK_MODES = {"fine": (lib.FC_CLOCK_FINE, 0), "tick": (lib.FC_CLOCK_TICK, 0),
-               "auto": (lib.FC_CLOCK_TICK, TICK_MIN_RUNS)}
 RINGBUF_BATCH = 4096
 # struct fc_replay_frame as numpy sees it, from the C compiler's offsets (native/fc_native.h is its one definition).
 _REPLAY_FRAME = np.dtype({
@@ -93,7 +90,7 @@ class FlowKernel:
     def __init__(self, max_flows: int, *, sampling: int = 0, direction: str = "both",
                  ringbuf_bytes: int = RINGBUF_DEFAULT_BYTES, drain_batch: int = 0, debug: bool = False,
                  attach_mode: str = "auto", replay: bool = False, features: tuple[str, ...] = (),
-                 start_cap: int | None = None, clock: str = "fine") -> None:
+                 start_cap: int | None = None, clock: str = "fine", tick_min_runs: int = TICK_MIN_RUNS) -> None:
         require_kernel_privileges()
         self.ncpus = check(lib.fc_num_possible_cpus())
         self.sizer = TableSizer(max_flows, self.ncpus, start_cap)
@@ -109,9 +106,9 @@ class FlowKernel:
             "debug": int(debug),
             "attach_mode": ATTACH_MODES[attach_mode],
             "replay": int(replay),
-            "clock": CLOCK_MODES[clock][0],
+            "clock": CLOCK_MODES[clock],
             "features": feature_mask(features),
-            "tick_min_runs": CLOCK_MODES[clock][1],
+            "tick_min_runs": tick_min_runs,
         })
         out = ffi.new("struct fc_agent **")
         check(lib.fc_agent_open(opts, out))
@@ -182,8 +179,8 @@ class FlowKernel:
         return [RegionUse(int(r.cap), int(r.flows), int(r.overflowed), int(r.refused)) for r in self._regions]
 
     def clock_ticks(self) -> tuple[int, int, int]:
-        """The tick (clock "tick" or "auto", native/fc_clock.c) since load: how many times it wrote the time,
-        the latest it did after its due time (ns), how many times it started ticking. Zeros with "fine"."""
+        """The tick (clock="tick", native/fc_clock.c) since load: how many times it wrote the time, the
+        latest it did after its due time (ns), how many times it started ticking. Zeros with "fine"."""
         ticks, late, starts = ffi.new("__u64 *"), ffi.new("__u64 *"), ffi.new("__u64 *")
         lib.fc_agent_clock_ticks(self._agent, ticks, late, starts)
         return int(ticks[0]), int(late[0]), int(starts[0])

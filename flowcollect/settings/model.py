@@ -108,10 +108,10 @@ class Settings:
         format_size, metavar="SIZE")
     sampling: int = _setting(0, v.integer(0, 1 << 31), "count 1 packet in N; 0 or 1 counts every packet")
     flow_clock: str = _choice(
-        "auto", ("auto", "tick", "fine"),
+        "fine", ("fine", "tick"),
         "the clock of the flows' times: the fine clock read for every packet, or a 0.5 ms tick the kernel "
-        "programs read for free (times up to 0.5 ms early, 5 ms when the tick is held up); auto ticks only "
-        "while the programs run 250,000 times a second or more")
+        "programs read for free while they run 250,000 times a second or more (times up to 0.5 ms early, "
+        "5 ms when the tick is held up; each tick costs a wake-up)")
     tc_attach_mode: str = _choice(
         "auto", ("auto", "tcx", "tc"),
         "TCX links where the kernel has them (auto; they go with the agent's process), or only tcx, "
